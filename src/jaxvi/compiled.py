@@ -1,0 +1,239 @@
+"""``model.compile()``: the model as pure JAX functions of a flat unconstrained vector.
+
+This is the only thing inference sees.  Every function here is pure, traceable with
+``jax.jit`` and vectorisable with ``jax.vmap`` over ``flat``; data enter as the ``batch``
+pytree (by default the model's current data), never as baked-in constants, so new data of
+the same shape reuse the compiled code.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .distributions.base import total_size_scale
+from .graph import Evaluator, Node
+from .model import DataNode, FreeRV, Model, ObservedRV
+from .transforms import biject_to
+
+__all__ = ["CompiledModel", "FlatLayout"]
+
+
+class FlatLayout:
+    """The one flatten/unflatten of the model: named blocks laid end to end in a vector."""
+
+    def __init__(self, entries: list[tuple[str, tuple[int, ...]]]):
+        self.names = [n for n, _ in entries]
+        self.shapes = {n: tuple(s) for n, s in entries}
+        self.slices = {}
+        offset = 0
+        for name, shape in entries:
+            size = int(np.prod(shape, dtype=np.int64))
+            self.slices[name] = slice(offset, offset + size)
+            offset += size
+        self.size = offset
+
+    def unravel(self, flat) -> dict:
+        return {n: jnp.reshape(flat[..., self.slices[n]], flat.shape[:-1] + self.shapes[n]) for n in self.names}
+
+    def ravel(self, values: dict):
+        parts = [jnp.reshape(jnp.asarray(values[n]), (-1,)) for n in self.names]
+        return jnp.concatenate(parts) if parts else jnp.zeros((0,))
+
+    def labels(self) -> list[str]:
+        """A label per flat coordinate, e.g. ``beta[2]`` (PyMC ordering)."""
+        out = []
+        for n in self.names:
+            shape = self.shapes[n]
+            if not shape:
+                out.append(n)
+            else:
+                out.extend(f"{n}[{', '.join(map(str, idx))}]" for idx in np.ndindex(*shape))
+        return out
+
+
+class CompiledModel:
+    """Pure functions of the model on the flat unconstrained vector (see module docstring)."""
+
+    def __init__(self, model: Model):
+        self.model = model.root
+        self.free_rvs: list[FreeRV] = self.model.free_RVs
+        self.observed_rvs: list[ObservedRV] = self.model.observed_RVs
+        self.potentials = self.model.potentials
+        self.deterministics = self.model.deterministics
+        self.layout = FlatLayout([(rv.value_name, rv.unconstrained_shape) for rv in self.free_rvs])
+        self.size = self.layout.size
+        self.value_names = list(self.layout.names)
+        self.var_names = [rv.name for rv in self.free_rvs]
+        self.dtype = jax.dtypes.canonicalize_dtype(np.float64)
+        self._by_value_name = {rv.value_name: rv for rv in self.free_rvs}
+        self.logp_jit = jax.jit(self.logp, static_argnames=("jacobian",))
+        self.logp_and_grad = jax.jit(jax.value_and_grad(self.logp))
+        self._initial_jit = jax.jit(self._initial_point)
+
+    # -- data -------------------------------------------------------------------------------
+    @property
+    def data(self) -> dict[str, jax.Array]:
+        """The data pytree (Data variables and observed arrays) at their current values."""
+        return self.model.data
+
+    def _batch(self, batch):
+        return self.model.data if batch is None else batch
+
+    # -- the evaluator ---------------------------------------------------------------------------
+    def _evaluator(self, batch, free_value, records: list | None = None) -> Evaluator:
+        """An evaluator whose free variables take ``free_value(rv, dist, transform)``."""
+
+        def leaf(node: Node, ev: Evaluator):
+            if isinstance(node, DataNode):
+                return batch[node.key]
+            if isinstance(node, FreeRV):
+                d = node.spec.build(ev)
+                t = biject_to(d.support) if node.transformed else None
+                x, u = free_value(node, d, t)
+                if records is not None:
+                    ldj = t.log_abs_det_jacobian(u, x) if t is not None else 0.0
+                    records.append((node, d, x, ldj))
+                return x
+            if isinstance(node, ObservedRV):
+                x = ev(node.observed)
+                d = node.spec.build(ev, shape=jnp.shape(x))
+                if records is not None:
+                    records.append((node, d, x, 0.0))
+                return x
+            raise TypeError(f"cannot evaluate {node!r}: it does not belong to this model")
+
+        return Evaluator(leaf)
+
+    def _from_flat(self, flat):
+        values = self.layout.unravel(jnp.asarray(flat))
+
+        def free_value(rv, d, t):
+            u = values[rv.value_name]
+            return (t(u) if t is not None else u), u
+
+        return free_value
+
+    # -- densities ----------------------------------------------------------------------------
+    def logp_terms(self, flat, batch=None, jacobian: bool = True) -> dict:
+        """Log-density of each random variable and potential (likelihoods scaled by total_size)."""
+        batch = self._batch(batch)
+        records: list = []
+        ev = self._evaluator(batch, self._from_flat(flat), records)
+        for rv in (*self.free_rvs, *self.observed_rvs):
+            ev(rv)
+        terms = {}
+        for rv, d, x, ldj in records:
+            lp = jnp.sum(d.log_prob(x))
+            if rv.is_observed:
+                lp = lp * total_size_scale(rv.total_size, jnp.shape(x))
+            elif jacobian:
+                lp = lp + jnp.sum(ldj)
+            terms[rv.name] = lp
+        for pot in self.potentials:
+            terms[pot.name] = jnp.sum(ev(pot))
+        return {name: terms[name] for name in [*(rv.name for rv in self.free_rvs),
+                                              *(rv.name for rv in self.observed_rvs),
+                                              *(p.name for p in self.potentials)]}
+
+    def logp(self, flat, batch=None, jacobian: bool = True):
+        """Joint log-density in unconstrained space: prior + scaled likelihood (+ log-Jacobian)."""
+        terms = self.logp_terms(flat, batch, jacobian=jacobian)
+        total = jnp.zeros((), self.dtype)
+        for v in terms.values():
+            total = total + v
+        return total
+
+    # -- values ------------------------------------------------------------------------------------
+    def evaluate(self, nodes, flat, batch=None):
+        """Values of arbitrary model nodes (Deterministics, expressions) at ``flat``."""
+        single = isinstance(nodes, Node)
+        ev = self._evaluator(self._batch(batch), self._from_flat(flat))
+        out = [ev(n) for n in ([nodes] if single else nodes)]
+        return out[0] if single else out
+
+    def unravel(self, flat, batch=None) -> dict:
+        """Constrained values of the free variables, by variable name."""
+        ev = self._evaluator(self._batch(batch), self._from_flat(flat))
+        return {rv.name: ev(rv) for rv in self.free_rvs}
+
+    def unravel_unconstrained(self, flat) -> dict:
+        """Unconstrained values, by value-variable name (``sd_log__``)."""
+        return self.layout.unravel(jnp.asarray(flat))
+
+    def ravel(self, values: dict):
+        """Flat vector from unconstrained values keyed by value-variable name."""
+        return self.layout.ravel(values)
+
+    # -- points -----------------------------------------------------------------------------------
+    def _flat_from(self, choose, batch):
+        """Walk the model choosing each free variable's constrained value; return the flat vector."""
+        chosen: dict = {}
+
+        def free_value(rv, d, t):
+            x = choose(rv, d, t)
+            u = t.inv(x) if t is not None else x
+            chosen[rv.value_name] = u
+            return x, u
+
+        ev = self._evaluator(batch, free_value)
+        for rv in self.free_rvs:
+            ev(rv)
+        return self.layout.ravel(chosen).astype(self.dtype)
+
+    def _initial_point(self, key, jitter, batch):
+        def choose(rv, d, t):
+            if rv.initval is not None:
+                return jnp.asarray(rv.initval, self.dtype)
+            return support_point(rv, d, t)
+
+        flat = self._flat_from(choose, batch)
+        noise = jax.random.uniform(key, flat.shape, self.dtype, -1.0, 1.0)
+        return flat + jitter * noise
+
+    def initial_point(self, key=None, jitter: float = 0.0, batch=None):
+        """PyMC's starting point (the distributions' central values) plus uniform(-jitter, jitter)."""
+        key = jax.random.key(0) if key is None else key
+        if isinstance(key, (int, np.integer)):
+            key = jax.random.key(int(key))
+        return self._initial_jit(key, jnp.asarray(jitter, self.dtype), self._batch(batch))
+
+    def flat_from_point(self, point: dict, batch=None):
+        """Flat vector from a point keyed by value-variable names (unconstrained) or variable names."""
+        known = set(self._by_value_name) | {rv.name for rv in self.free_rvs}
+        unknown = [k for k in point if k not in known]
+        if unknown:
+            raise KeyError(f"point has unknown variable(s) {unknown}; expected some of {sorted(known)}")
+
+        def choose(rv, d, t):
+            if rv.value_name in point:
+                u = jnp.asarray(point[rv.value_name], self.dtype).reshape(rv.unconstrained_shape)
+                return t(u) if t is not None else u
+            if rv.name in point:
+                return jnp.asarray(point[rv.name], self.dtype).reshape(rv.shape)
+            raise KeyError(f"point has no value for {rv.value_name!r} (or {rv.name!r})")
+
+        return self._flat_from(choose, self._batch(batch))
+
+    def __repr__(self):
+        return f"CompiledModel(size={self.size}, free={self.value_names}, observed={[r.name for r in self.observed_rvs]})"
+
+
+def support_point(rv: FreeRV, d, t):
+    """A central value inside the support: the mean where finite, else the transform of zero."""
+    zero = jnp.zeros(rv.unconstrained_shape, jax.dtypes.canonicalize_dtype(np.float64))
+    fallback = t(zero) if t is not None else zero
+    hook = getattr(rv.spec.cls, "support_point", None)
+    try:
+        m = hook(d) if hook is not None else d.mean
+        m = jnp.broadcast_to(jnp.asarray(m, fallback.dtype), fallback.shape)
+    except (NotImplementedError, AttributeError, TypeError, ValueError):
+        return fallback
+    ok = jnp.isfinite(m)
+    inside = jnp.asarray(d.support(m))
+    inside = jnp.reshape(inside, inside.shape + (1,) * (m.ndim - inside.ndim))
+    event_ok = jnp.all(ok, axis=tuple(range(m.ndim - len(d.event_shape), m.ndim)), keepdims=True) & inside
+    return jnp.where(event_ok, m, fallback)

@@ -1,0 +1,406 @@
+"""Distribution machinery: PyMC-style constructors over ``numpyro.distributions``.
+
+A distribution class declares
+
+* ``parameterize(...)``: PyMC's signature (names, defaults, alternative parameterisations),
+  returning the arguments of ``numpyro(...)``; it works on numbers and on nodes alike;
+* ``numpyro(**params)``: a pure function building the ``numpyro.distributions`` object;
+* ``arg_checks``: the domain of each user-facing parameter, checked when it is a constant.
+
+``Cls("name", ...)`` inside a model creates a named random variable; ``Cls.dist(...)``
+an unnamed :class:`DistSpec` (for Mixture components and the like).
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.distributions import constraints
+
+from ..graph import Constant, Evaluator, Node, _aval, ancestors, as_node
+from ..model import DataNode, FreeRV, Model, ObservedRV, RandomVariable, _checked_array, modelcontext
+from ..transforms import biject_to, is_unconstrained, transform_suffix
+
+__all__ = ["Distribution", "Continuous", "Discrete", "DistSpec", "Static"]
+
+_AUTO = object()
+
+_DESCRIBE = {
+    constraints._Positive: "positive",
+    constraints._Nonnegative: "non-negative",
+    constraints._UnitInterval: "in [0, 1]",
+    constraints._Simplex: "a probability vector (non-negative, summing to 1)",
+    constraints._IntegerPositive: "a positive integer",
+    constraints._IntegerNonnegative: "a non-negative integer",
+    constraints._Real: "finite",
+    constraints._PositiveDefinite: "a symmetric positive-definite matrix",
+    constraints._LowerCholesky: "a lower-triangular Cholesky factor with a positive diagonal",
+}
+
+
+def _describe(constraint) -> str:
+    for cls in type(constraint).__mro__:
+        if cls in _DESCRIBE:
+            return _DESCRIBE[cls]
+    return str(constraint)
+
+
+class Static:
+    """A parameter passed to ``numpyro(...)`` as a plain Python value (a count, a flag), never traced."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self):
+        return repr(self.value)
+
+
+def _is_param_leaf(x):
+    return isinstance(x, (Node, DistSpec, Static))
+
+
+def _tree_leaves(params):
+    return jax.tree_util.tree_leaves(params, is_leaf=_is_param_leaf)
+
+
+class DistSpec:
+    """An unnamed distribution: a class, its parameter nodes and (optionally) a shape."""
+
+    def __init__(self, cls, params: dict, shape=None, owner: str | None = None):
+        self.cls = cls
+        self.params = params
+        self.owner = owner or cls.__name__
+        self._infer(shape)
+
+    # -- graph ----------------------------------------------------------------------------
+    def nodes(self) -> list[Node]:
+        out, seen = [], set()
+        for leaf in _tree_leaves(self.params):
+            for n in leaf.nodes() if isinstance(leaf, DistSpec) else [leaf] if isinstance(leaf, Node) else []:
+                if id(n) not in seen:
+                    seen.add(id(n))
+                    out.append(n)
+        return out
+
+    def build(self, ev, shape=None):
+        """The numpyro distribution, with parameter values from ``ev`` and batch shape for ``shape``."""
+
+        def resolve(leaf):
+            if isinstance(leaf, Node):
+                return ev(leaf)
+            if isinstance(leaf, DistSpec):
+                return leaf.build(ev)
+            return leaf.value if isinstance(leaf, Static) else leaf
+
+        values = jax.tree_util.tree_map(resolve, self.params, is_leaf=_is_param_leaf)
+        d = self.cls.numpyro(**values)
+        shape = self.shape if shape is None else tuple(shape)
+        if shape is not None:  # None only while probing the parameters' natural shape
+            batch = shape[: len(shape) - len(d.event_shape)]
+            if tuple(d.batch_shape) != batch:
+                d = d.expand(batch)
+        return d
+
+    def _infer(self, shape):
+        nodes = self.nodes()
+        info = {}
+        self.shape = None  # build() uses the parameters' own batch shape while probing
+
+        def probe(*vals):
+            table = {id(n): v for n, v in zip(nodes, vals)}
+            d = self.build(lambda n: table[id(n)])
+            info["batch_shape"] = tuple(d.batch_shape)
+            info["event_shape"] = tuple(d.event_shape)
+            info["support"] = d.support
+            info["discrete"] = bool(d.support.is_discrete)
+            info["suffix"] = None if d.support.is_discrete else transform_suffix(d.support)
+            return jnp.zeros(())
+
+        try:
+            jax.eval_shape(probe, *[_aval(n) for n in nodes])
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{self.owner}: invalid parameters for {self.cls.__name__} ({exc})") from exc
+        event = info["event_shape"]
+        natural = info["batch_shape"] + event
+        if shape is not None:
+            shape = tuple(int(s) for s in np.atleast_1d(shape)) if not isinstance(shape, tuple) else tuple(int(s) for s in shape)
+            if event and tuple(shape[len(shape) - len(event):]) != event:
+                raise ValueError(
+                    f"{self.owner}: shape {shape} does not end with the event shape {event} of {self.cls.__name__}"
+                )
+            try:
+                np.broadcast_shapes(natural, shape)
+                if np.broadcast_shapes(natural, shape) != shape:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(
+                    f"{self.owner}: shape {shape} is incompatible with the parameters' shape {natural}"
+                ) from None
+        self.shape = shape if shape is not None else natural
+        self.event_shape = event
+        self.discrete = info["discrete"]
+        self.suffix = info["suffix"]
+        self.support_type = type(info["support"])
+        self.dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.int64 if self.discrete else np.float64))
+        if self.suffix is not None:
+            def ushape():
+                table = {id(n): jnp.zeros(n.shape, n.dtype) for n in nodes}
+                d = self.build(lambda n: table[id(n)])
+                return biject_to(d.support).inv(jnp.zeros(self.shape, self.dtype))
+
+            self.unconstrained_shape = tuple(jax.eval_shape(ushape).shape)
+        else:
+            self.unconstrained_shape = self.shape
+
+    def with_shape(self, shape) -> "DistSpec":
+        return DistSpec(self.cls, self.params, shape, owner=self.owner)
+
+    def describe(self) -> str:
+        def show(v):
+            if isinstance(v, DistSpec):
+                return v.describe()
+            if isinstance(v, Static):
+                return repr(v.value)
+            if isinstance(v, (list, tuple)):
+                return "[" + ", ".join(show(e) for e in v) + "]"
+            if isinstance(v, Node):
+                if v.name:
+                    return v.name
+                if isinstance(v, Constant) and v.size == 1:
+                    return f"{float(np.asarray(v.value)):g}"
+                if isinstance(v, Constant):
+                    return f"<array {v.shape}>"
+                named = {a.name for a in ancestors([v], stop=lambda a: a is not v and a.name) if a.name}
+                return f"f({', '.join(sorted(named))})"
+            return repr(v)
+
+        args = ", ".join(show(v) for v in self.params.values() if v is not None)
+        return f"{self.cls.__name__}({args})"
+
+    def __repr__(self):
+        return f"<{self.describe()} shape={self.shape}>"
+
+
+class Distribution:
+    """Base of every jaxvi distribution.  See the module docstring for what subclasses declare."""
+
+    arg_checks: dict = {}
+
+    @staticmethod
+    def parameterize(*args, **kwargs) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def numpyro(**params):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def _spec(cls, owner: str, args, kwargs, shape=None) -> DistSpec:
+        sig = inspect.signature(cls.parameterize)
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            valid = ", ".join(sig.parameters)
+            raise TypeError(f"{owner}: {exc} (valid parameters of {cls.__name__}: {valid})") from None
+        for pname, value in bound.arguments.items():
+            check = cls.arg_checks.get(pname)
+            if check is None or value is None or isinstance(value, (Node, DistSpec)):
+                continue
+            try:
+                arr = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(f"{owner}: parameter {pname} must be numeric, got {value!r}") from None
+            ok = np.all(np.isfinite(arr)) and bool(np.all(np.asarray(check(jnp.asarray(arr)))))
+            if not ok:
+                raise ValueError(f"{owner}: parameter {pname} must be {_describe(check)}, got {value!r}")
+        try:
+            params = cls.parameterize(**bound.arguments)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{owner}: {exc}") from None
+        params = {k: _param_tree(v) for k, v in params.items()}
+        return DistSpec(cls, params, shape, owner=owner)
+
+    @classmethod
+    def dist(cls, *args, shape=None, size=None, **kwargs) -> DistSpec:
+        """An unnamed distribution, e.g. a component of :class:`Mixture`."""
+        shape = size if shape is None else shape
+        return cls._spec(f"{cls.__name__}.dist", args, kwargs, shape=_as_shape(shape, cls.__name__))
+
+    def __new__(cls, name, *args, shape=None, dims=None, observed=None, total_size=None,
+                transform=_AUTO, default_transform=_AUTO, initval=None, model=None, size=None, **kwargs):
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{cls.__name__}: the first argument must be the variable's name (a string), got {name!r}; "
+                f"use {cls.__name__}.dist(...) for an unnamed distribution"
+            )
+        model = modelcontext(model, what=f"the {cls.__name__} variable {name!r}")
+        full = model.full_name(name)
+        model._check_new_name(full)
+        owner = f"{cls.__name__} {full!r}"
+        shape = _as_shape(size if shape is None else shape, owner)
+        dims = (dims,) if isinstance(dims, str) else (tuple(dims) if dims is not None else None)
+
+        obs_node = None
+        if observed is not None:
+            obs_node = _observed_node(model, full, observed)
+            shape = model.shape_from_dims(full, dims, shape=shape, data_shape=obs_node.shape)
+            if shape is not None and tuple(shape) != tuple(obs_node.shape):
+                raise ValueError(f"{owner}: shape {tuple(shape)} does not match the observed data's shape {obs_node.shape}")
+            shape = tuple(obs_node.shape)
+        else:
+            shape = model.shape_from_dims(full, dims, shape=shape)
+            if total_size is not None:
+                raise ValueError(f"{owner}: total_size applies to observed variables only")
+
+        spec = cls._spec(owner, args, kwargs, shape=shape)
+        if obs_node is None:
+            if spec.discrete:
+                raise TypeError(
+                    f"{owner}: discrete variables can only be observed in jaxvi (gradient-based VI needs "
+                    "continuous latent variables); marginalise it out or pass observed="
+                )
+            transformed = not (transform is None or default_transform is None)
+            if initval is not None:
+                initval = _checked_array(full, np.broadcast_to(np.asarray(initval), spec.shape))
+            rv = FreeRV(full, spec, model, dims=dims, transformed=transformed, initval=initval)
+            model._register(rv, "_free", dims)
+            return rv
+        _validate_total_size(owner, total_size, obs_node.shape)
+        _check_observed_support(owner, spec, obs_node, model)
+        rv = ObservedRV(full, spec, model, obs_node, total_size=total_size, dims=dims)
+        model._register(rv, "_observed", dims)
+        return rv
+
+
+def _param_tree(v):
+    """Nodes and constants become nodes; lists of component distributions stay lists."""
+    if v is None or isinstance(v, (Node, DistSpec, Static)):
+        return v
+    if isinstance(v, (list, tuple)) and any(isinstance(e, DistSpec) for e in v):
+        return [_param_tree(e) for e in v]
+    return as_node(v)
+
+
+class Continuous(Distribution):
+    pass
+
+
+class Discrete(Distribution):
+    pass
+
+
+def _as_shape(shape, owner):
+    if shape is None:
+        return None
+    if isinstance(shape, Node):
+        raise TypeError(f"{owner}: shape must be a tuple of integers, not a model variable")
+    try:
+        out = tuple(int(s) for s in np.atleast_1d(np.asarray(shape)))
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: shape must be an integer or a tuple of integers, got {shape!r}") from None
+    if any(s < 0 for s in out):
+        raise ValueError(f"{owner}: shape {out} has a negative dimension")
+    return out
+
+
+def _observed_node(model: Model, name: str, observed) -> Node:
+    if isinstance(observed, Node):
+        bad = [a.name for a in ancestors([observed]) if isinstance(a, RandomVariable) and not a.is_observed]
+        if bad:
+            raise ValueError(f"{name!r}: observed= depends on the free variable(s) {bad}; observed values must be data")
+        return observed
+    arr = _checked_array(name, observed)
+    model._store_data(name, arr)
+    return DataNode(name, model)
+
+
+def _validate_total_size(owner, total_size, shape):
+    if total_size is None:
+        return
+    if isinstance(total_size, (bool, np.bool_)):
+        raise TypeError(f"{owner}: total_size must be an int or a tuple, got {total_size!r}")
+    if isinstance(total_size, (int, np.integer)):
+        entries = [int(total_size)]
+        if not shape:
+            raise ValueError(f"{owner}: total_size given for a scalar observed variable")
+        begin = [(int(total_size), shape[0])]
+        end = []
+    elif isinstance(total_size, (tuple, list)):
+        ts = list(total_size)
+        if ts.count(Ellipsis) > 1:
+            raise ValueError(f"{owner}: total_size may contain at most one Ellipsis")
+        if Ellipsis in ts:
+            k = ts.index(Ellipsis)
+            head, tail = ts[:k], ts[k + 1:]
+        else:
+            head, tail = ts, []
+        if len(head) + len(tail) > len(shape):
+            raise ValueError(f"{owner}: total_size {tuple(total_size)} has more entries than the data has axes {shape}")
+        begin = [(t, shape[i]) for i, t in enumerate(head) if t is not None]
+        end = [(t, shape[len(shape) - len(tail) + i]) for i, t in enumerate(tail) if t is not None]
+        entries = [t for t, _ in begin + end]
+    else:
+        raise TypeError(f"{owner}: total_size must be an int or a tuple, got {type(total_size).__name__}")
+    for t in entries:
+        if not isinstance(t, (int, np.integer)) or isinstance(t, bool):
+            raise TypeError(f"{owner}: total_size entries must be integers or None, got {t!r}")
+        if t <= 0:
+            raise ValueError(f"{owner}: total_size must be positive, got {t}")
+    for t, n in begin + end:
+        if t < n:
+            raise ValueError(f"{owner}: total_size {t} is smaller than the observed batch ({n} rows)")
+
+
+def total_size_scale(total_size, shape) -> float:
+    """PyMC's likelihood scaling: total_size / batch size along the axes total_size names."""
+    if total_size is None:
+        return 1.0
+    if isinstance(total_size, (int, np.integer)):
+        return float(total_size) / shape[0]
+    ts = list(total_size)
+    if Ellipsis in ts:
+        k = ts.index(Ellipsis)
+        head, tail = ts[:k], ts[k + 1:]
+    else:
+        head, tail = ts, []
+    coef = 1.0
+    for i, t in enumerate(head):
+        if t is not None:
+            coef *= t / shape[i]
+    for i, t in enumerate(tail):
+        if t is not None:
+            coef *= t / shape[len(shape) - len(tail) + i]
+    return coef
+
+
+def _check_observed_support(owner, spec: DistSpec, obs: Node, model: Model):
+    """Observed data outside the support is an error (checked where it can be without a fit)."""
+    if not isinstance(obs, DataNode):
+        return
+    value = model.root._data_store[obs.key]
+    stop = lambda n: isinstance(n, RandomVariable)  # noqa: E731
+    free_inputs = any(isinstance(a, RandomVariable) for a in ancestors(spec.nodes(), stop=stop))
+    if free_inputs:
+        support_cls = spec.support_type
+        if not issubclass(support_cls, constraints.ParameterFreeConstraint):
+            return  # depends on parameters not known until the fit
+    store = model.root._data_store
+    ev = Evaluator(lambda n, _: store[n.key] if isinstance(n, DataNode) else _placeholder(n))
+    d = spec.build(ev, shape=value.shape)
+    inside = np.asarray(d.support(jnp.asarray(value, dtype=value.dtype)))
+    if not inside.all():
+        n_bad = int(inside.size - inside.sum())
+        raise ValueError(
+            f"{owner}: {n_bad} observed value(s) lie outside the support of {spec.cls.__name__} "
+            f"({type(d.support).__name__.strip('_')})"
+        )
+
+
+def _placeholder(node):
+    # a valid stand-in value for a free variable, used only to reach a parameter-free support
+    return jnp.ones(node.shape, node.dtype) * 0.5

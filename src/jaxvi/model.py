@@ -1,0 +1,453 @@
+"""The Model context: registries of named variables, coords/dims, data (floor 1)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .graph import Apply, Node, _canonical_array, as_node
+
+__all__ = [
+    "Model", "modelcontext", "Data", "set_data", "Deterministic", "Potential",
+    "RandomVariable", "FreeRV", "ObservedRV", "DataNode", "DeterministicNode", "PotentialNode",
+]
+
+_STACK = threading.local()
+
+
+def _stack() -> list["Model"]:
+    if not hasattr(_STACK, "models"):
+        _STACK.models = []
+    return _STACK.models
+
+
+def modelcontext(model: "Model | None" = None, what: str | None = None) -> "Model":
+    """``model`` if given, else the innermost model on the context stack."""
+    if model is not None:
+        if not isinstance(model, Model):
+            raise TypeError(f"model= must be a jv.Model, got {type(model).__name__}")
+        return model
+    stack = _stack()
+    if not stack:
+        target = f" to create {what}" if what else ""
+        raise TypeError(
+            f"no model on the context stack{target}; build it inside `with jv.Model():` "
+            "(or use Distribution.dist(...) for an unnamed distribution)"
+        )
+    return stack[-1]
+
+
+class Model:
+    """A PyMC-style model: ``with jv.Model(coords=...) as model: ...``.
+
+    Models nest: a model created inside another registers its variables in its parent too,
+    with its ``name`` as a prefix (``"child::x"``).
+    """
+
+    def __init__(self, name: str = "", coords: dict | None = None, model: "Model | None" = None):
+        if not isinstance(name, str):
+            raise TypeError(f"Model name must be a string, got {type(name).__name__}")
+        stack = _stack()
+        self.parent = model if model is not None else (stack[-1] if stack else None)
+        self.name = name
+        prefix = self.parent.prefix if self.parent is not None else ""
+        self.prefix = f"{prefix}{name}::" if name else prefix
+        self.root: Model = self.parent.root if self.parent is not None else self
+        if self.root is self:
+            self._coords: dict[str, tuple | None] = {}
+            self._dim_lengths: dict[str, int] = {}
+            self._data_store: dict[str, Any] = {}
+            self._version = 0
+            self._compiled = None
+        self._named: dict[str, Node] = {}
+        self._free: list[FreeRV] = []
+        self._observed: list[ObservedRV] = []
+        self._deterministics: list[DeterministicNode] = []
+        self._potentials: list[PotentialNode] = []
+        self._data_vars: list[DataNode] = []
+        self._dims: dict[str, tuple] = {}
+        if coords:
+            self.add_coords(coords)
+
+    # -- context management ---------------------------------------------------------------
+    def __enter__(self):
+        _stack().append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _stack().pop()
+        return False
+
+    @classmethod
+    def get_context(cls, error_if_none: bool = True) -> "Model | None":
+        stack = _stack()
+        if not stack:
+            if error_if_none:
+                raise TypeError("no model on the context stack")
+            return None
+        return stack[-1]
+
+    # -- registries -------------------------------------------------------------------------
+    def _chain(self):
+        m: Model | None = self
+        while m is not None:
+            yield m
+            m = m.parent
+
+    def full_name(self, name: str) -> str:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a variable name must be a non-empty string, got {name!r}")
+        return f"{self.prefix}{name}"
+
+    def _check_new_name(self, name: str):
+        if name in self.root._named:
+            existing = self.root._named[name]
+            raise ValueError(
+                f"variable name {name!r} is already used in this model (by {type(existing).__name__}); "
+                "every named variable needs a unique name"
+            )
+
+    def _register(self, node: Node, registry: str, dims: tuple | None = None):
+        name = node.name
+        self._check_new_name(name)
+        for m in self._chain():
+            m._named[name] = node
+            getattr(m, registry).append(node)
+            if dims:
+                m._dims[name] = dims
+        self.root._version += 1
+        self.root._compiled = None
+
+    @property
+    def named_vars(self) -> dict[str, Node]:
+        return dict(self._named)
+
+    @property
+    def free_RVs(self) -> list["FreeRV"]:
+        return list(self._free)
+
+    @property
+    def observed_RVs(self) -> list["ObservedRV"]:
+        return list(self._observed)
+
+    @property
+    def basic_RVs(self) -> list["RandomVariable"]:
+        return [*self._free, *self._observed]
+
+    @property
+    def deterministics(self) -> list["DeterministicNode"]:
+        return list(self._deterministics)
+
+    @property
+    def potentials(self) -> list["PotentialNode"]:
+        return list(self._potentials)
+
+    @property
+    def unobserved_RVs(self) -> list[Node]:
+        return [*self._free, *self._deterministics]
+
+    @property
+    def data_vars(self) -> list["DataNode"]:
+        return list(self._data_vars)
+
+    @property
+    def value_vars(self) -> list[str]:
+        return [rv.value_name for rv in self._free]
+
+    @property
+    def named_vars_to_dims(self) -> dict[str, tuple]:
+        return dict(self._dims)
+
+    def __getitem__(self, name: str) -> Node:
+        named = self.root._named
+        for key in (name, self.full_name(name) if name else name):
+            if key in named:
+                return named[key]
+        raise KeyError(f"no variable named {name!r} in the model (known: {', '.join(named) or 'none'})")
+
+    def __contains__(self, name) -> bool:
+        return name in self.root._named
+
+    # -- coords and dims ----------------------------------------------------------------------
+    @property
+    def coords(self) -> dict[str, tuple | None]:
+        return dict(self.root._coords)
+
+    @property
+    def dim_lengths(self) -> dict[str, int]:
+        return dict(self.root._dim_lengths)
+
+    def add_coord(self, name: str, values=None, *, length: int | None = None):
+        if values is None and length is None:
+            raise ValueError(f"coord {name!r}: give its values or its length")
+        if values is not None:
+            values = tuple(np.asarray(values).tolist())
+            if length is not None and length != len(values):
+                raise ValueError(f"coord {name!r}: length={length} but {len(values)} values were given")
+            length = len(values)
+        root = self.root
+        if name in root._dim_lengths and root._dim_lengths[name] != length:
+            raise ValueError(f"coord {name!r} already has length {root._dim_lengths[name]}, not {length}")
+        root._coords[name] = values
+        root._dim_lengths[name] = int(length)
+
+    def add_coords(self, coords: dict):
+        for name, values in coords.items():
+            if isinstance(values, (int, np.integer)):
+                self.add_coord(name, length=int(values))
+            else:
+                self.add_coord(name, values)
+
+    def shape_from_dims(self, var: str, dims, shape=None, data_shape=None) -> tuple[int, ...] | None:
+        """The shape implied by ``dims`` (checked against ``shape`` / data), adding data-defined dims."""
+        if dims is None:
+            return shape
+        dims = (dims,) if isinstance(dims, str) else tuple(dims)
+        ref = shape if shape is not None else data_shape
+        if ref is not None and len(ref) != len(dims):
+            raise ValueError(f"variable {var!r}: dims {dims} name {len(dims)} axes but its shape is {tuple(ref)}")
+        out = []
+        for i, d in enumerate(dims):
+            if d is None:
+                if ref is None:
+                    raise ValueError(f"variable {var!r}: dim {i} is None and no shape is given")
+                out.append(int(ref[i]))
+                continue
+            if not isinstance(d, str):
+                raise TypeError(f"variable {var!r}: dims must be names (strings), got {d!r}")
+            length = self.root._dim_lengths.get(d)
+            if length is None:
+                if ref is None:
+                    raise ValueError(
+                        f"variable {var!r}: unknown dim {d!r}; add it to Model(coords=...) "
+                        f"(known: {', '.join(self.root._dim_lengths) or 'none'})"
+                    )
+                self.add_coord(d, length=int(ref[i]))
+                length = int(ref[i])
+            out.append(length)
+        out = tuple(out)
+        if ref is not None and tuple(ref) != out:
+            raise ValueError(f"variable {var!r}: shape {tuple(ref)} does not match dims {dims} of lengths {out}")
+        return out
+
+    # -- data -----------------------------------------------------------------------------
+    def _store_data(self, key: str, value) -> jax.Array:
+        arr = jnp.asarray(value)
+        self.root._data_store[key] = arr
+        return arr
+
+    @property
+    def data(self) -> dict[str, jax.Array]:
+        """The current values of every data leaf (Data variables and observed arrays)."""
+        return dict(self.root._data_store)
+
+    def set_data(self, name: str, values, coords: dict | None = None):
+        node = self[name]
+        if not isinstance(node, DataNode) or not node.name:
+            raise TypeError(f"{name!r} is not a jv.Data variable; only Data variables can be replaced")
+        arr = _checked_array(name, values, allow_nan=True)
+        old = self.root._data_store[node.key]
+        if arr.ndim != old.ndim:
+            raise ValueError(f"data {name!r}: new values have {arr.ndim} dimensions, the old ones {old.ndim}")
+        if coords:
+            for dim, vals in coords.items():
+                self.root._coords[dim] = tuple(np.asarray(vals).tolist())
+                self.root._dim_lengths[dim] = len(vals)
+        self._store_data(node.key, arr)
+
+    # -- evaluation helpers (delegating to the compiled model) ---------------------------------
+    def compile(self):
+        """The model as pure JAX functions on a flat unconstrained vector (cached)."""
+        from .compiled import CompiledModel
+
+        root = self.root
+        if root._compiled is None:
+            root._compiled = CompiledModel(root)
+        return root._compiled
+
+    def initial_point(self, random_seed=None, jitter: float = 0.0) -> dict[str, np.ndarray]:
+        """The starting point in unconstrained space, keyed by value-variable name (``sd_log__``)."""
+        cm = self.compile()
+        key = jax.random.key(0 if random_seed is None else random_seed)
+        flat = cm.initial_point(key, jitter=jitter)
+        return {k: np.asarray(v) for k, v in cm.unravel_unconstrained(flat).items()}
+
+    def logp(self, point: dict | None = None, jacobian: bool = True) -> float:
+        """Joint log-density at ``point`` (value-variable or variable names; default: initial point)."""
+        cm = self.compile()
+        flat = cm.initial_point() if point is None else cm.flat_from_point(point)
+        return float(cm.logp(flat, jacobian=jacobian))
+
+    def point_logps(self, point: dict | None = None, round_vals: int = 2) -> dict[str, float]:
+        """Log-density of each random variable (and potential) at ``point``."""
+        cm = self.compile()
+        flat = cm.initial_point() if point is None else cm.flat_from_point(point)
+        return {k: round(float(v), round_vals) for k, v in cm.logp_terms(flat).items()}
+
+    def __repr__(self):
+        return self.str_repr()
+
+    def str_repr(self) -> str:
+        lines = []
+        width = max((len(n) for n in self._named), default=0)
+        for name, node in self._named.items():
+            if isinstance(node, RandomVariable):
+                lines.append(f"{name:>{width}} ~ {node.spec.describe()}" + (" (observed)" if node.is_observed else ""))
+            elif isinstance(node, DeterministicNode):
+                lines.append(f"{name:>{width}} = Deterministic, shape {node.shape}")
+            elif isinstance(node, PotentialNode):
+                lines.append(f"{name:>{width}} = Potential, shape {node.shape}")
+            elif isinstance(node, DataNode):
+                lines.append(f"{name:>{width}} = Data, shape {node.shape}")
+        return "\n".join(lines) if lines else "<empty jv.Model>"
+
+
+def _checked_array(name: str, value, allow_nan: bool = False) -> np.ndarray:
+    try:
+        arr = _canonical_array(np.asarray(value))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name!r}: cannot convert the data to a numeric array ({exc})") from exc
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name!r}: data must be numeric, got dtype {arr.dtype}")
+    if not allow_nan and np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name!r}: the observed data contain {bad} NaN or infinite value(s)")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Leaves and named nodes
+# ---------------------------------------------------------------------------------------------
+class DataNode(Node):
+    """A data leaf whose value lives in the model's data store under ``key``."""
+
+    def __init__(self, key: str, model: Model, name: str | None = None):
+        self.key = key
+        self.model = model.root
+        value = self.model._data_store[key]
+        super().__init__(value.shape, value.dtype, name=name)
+
+    @property
+    def shape(self):
+        return tuple(self.model._data_store[self.key].shape)
+
+    def get_value(self) -> np.ndarray:
+        return np.asarray(self.model._data_store[self.key])
+
+
+class RandomVariable(Node):
+    """A named random variable: its distribution spec, model and dims."""
+
+    is_observed = False
+
+    def __init__(self, name, spec, model: Model, dims=None):
+        super().__init__(spec.shape, spec.dtype, name=name)
+        self.spec = spec
+        self.model = model
+        self.dims = dims
+        self.inputs = tuple(spec.nodes())
+
+    @property
+    def distribution(self) -> str:
+        return self.spec.cls.__name__
+
+
+class FreeRV(RandomVariable):
+    """A latent variable; its value is the transform of a slice of the flat unconstrained vector."""
+
+    def __init__(self, name, spec, model, dims=None, transformed=True, initval=None):
+        super().__init__(name, spec, model, dims)
+        self.transformed = transformed and spec.suffix is not None
+        self.value_name = f"{name}_{spec.suffix}__" if self.transformed else name
+        self.unconstrained_shape = spec.unconstrained_shape if self.transformed else spec.shape
+        self.initval = initval
+
+
+class ObservedRV(RandomVariable):
+    """A likelihood term: the distribution evaluated at observed data (a data or expression node)."""
+
+    is_observed = True
+
+    def __init__(self, name, spec, model, observed: Node, total_size=None, dims=None):
+        super().__init__(name, spec, model, dims)
+        self.observed = observed
+        self.total_size = total_size
+        self.inputs = (*self.inputs, observed)
+        self._dtype = observed.dtype
+
+    @property
+    def shape(self):
+        return self.observed.shape
+
+
+class DeterministicNode(Apply):
+    """A named expression recorded in the posterior samples."""
+
+    def __init__(self, name: str, expr: Node, dims=None):
+        super().__init__(lambda x: x, [expr], label="Deterministic")
+        self.name = name
+        self.dims = dims
+
+
+class PotentialNode(Apply):
+    """A named expression added to the model's log-density."""
+
+    def __init__(self, name: str, expr: Node):
+        super().__init__(lambda x: x, [expr], label="Potential")
+        self.name = name
+
+
+# ---------------------------------------------------------------------------------------------
+# User-facing constructors
+# ---------------------------------------------------------------------------------------------
+def Data(name: str, value, *, dims=None, coords=None, model: Model | None = None, mutable=None, **kwargs) -> DataNode:
+    """Named data that can be replaced later with :func:`set_data` (for predictions)."""
+    if kwargs:
+        raise TypeError(f"Data {name!r}: unexpected keyword argument(s) {', '.join(kwargs)}")
+    model = modelcontext(model, what=f"the Data variable {name!r}")
+    full = model.full_name(name)
+    model._check_new_name(full)
+    arr = _checked_array(full, value, allow_nan=True)
+    if coords:
+        model.add_coords(coords)
+    dims = (dims,) if isinstance(dims, str) else dims
+    model.shape_from_dims(full, dims, data_shape=arr.shape)
+    model._store_data(full, arr)
+    node = DataNode(full, model, name=full)
+    model._register(node, "_data_vars", dims)
+    return node
+
+
+def set_data(new_data: dict, model: Model | None = None, coords: dict | None = None):
+    """Replace the values of Data variables: ``jv.set_data({"x": x_new})``."""
+    model = modelcontext(model, what="set_data")
+    for name, values in new_data.items():
+        model.set_data(name, values, coords=coords)
+
+
+def Deterministic(name: str, var, dims=None, model: Model | None = None) -> DeterministicNode:
+    """Record ``var`` under ``name`` in the posterior samples."""
+    model = modelcontext(model, what=f"the Deterministic {name!r}")
+    full = model.full_name(name)
+    model._check_new_name(full)
+    expr = as_node(var)
+    dims = (dims,) if isinstance(dims, str) else dims
+    if dims is not None:
+        model.shape_from_dims(full, dims, shape=expr.shape)
+    node = DeterministicNode(full, expr, dims)
+    model._register(node, "_deterministics", dims)
+    return node
+
+
+def Potential(name: str, var, model: Model | None = None) -> PotentialNode:
+    """Add ``var`` (summed) to the model's log-density."""
+    model = modelcontext(model, what=f"the Potential {name!r}")
+    full = model.full_name(name)
+    model._check_new_name(full)
+    node = PotentialNode(full, as_node(var))
+    model._register(node, "_potentials")
+    return node
