@@ -135,6 +135,12 @@ class Node:
 
     # -- indexing and reshaping ---------------------------------------------------------
     def __getitem__(self, idx):
+        def norm(i):  # lists index like arrays (NumPy/PyMC style), unless they hold nodes
+            if isinstance(i, list) and not any(isinstance(e, Node) for e in i):
+                return np.asarray(i)
+            return as_node(i) if isinstance(i, list) else i
+
+        idx = tuple(norm(i) for i in idx) if isinstance(idx, tuple) else norm(idx)
         return lift(operator.getitem, label="getitem")(self, idx)
 
     @property

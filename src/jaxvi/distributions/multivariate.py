@@ -65,9 +65,12 @@ class _LKJCholeskyCovPacked(npd.Distribution):
 
     def __init__(self, eta, n, sd_dist, *, validate_args=None):
         self.eta, self.n, self.sd_dist = eta, int(n), sd_dist
-        self.support = cholesky_cov_packed(self.n)
         super().__init__(batch_shape=jnp.shape(eta), event_shape=(self.n * (self.n + 1) // 2,),
                          validate_args=validate_args)
+
+    @C.dependent_property(is_discrete=False, event_dim=1)
+    def support(self):
+        return cholesky_cov_packed(self.n)
 
     def log_prob(self, value):
         n = self.n
