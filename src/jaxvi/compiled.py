@@ -218,6 +218,29 @@ class CompiledModel:
 
         return self._flat_from(choose, self._batch(batch))
 
+    # -- generative sampling -------------------------------------------------------------------
+    def sample_observed(self, key, flat, batch=None, names=None) -> dict:
+        """Draw the observed variables (``names``, default all) given the free variables at ``flat``."""
+        records: list = []
+        ev = self._evaluator(self._batch(batch), self._from_flat(flat), records)
+        rvs = self.observed_rvs if names is None else [self.model[n] for n in names]
+        for rv in rvs:
+            ev(rv)
+        dists = {rv.name: d for rv, d, _, _ in records if rv.is_observed}
+        keys = jax.random.split(key, max(len(rvs), 1))
+        return {rv.name: dists[rv.name].sample(k) for rv, k in zip(rvs, keys)}
+
+    def sample_prior(self, key, batch=None) -> tuple:
+        """One ancestral draw from the prior: (flat unconstrained vector, {observed name: value})."""
+        keys = iter(jax.random.split(key, len(self.free_rvs) + 1))
+
+        def choose(rv, d, t):
+            return d.sample(next(keys))
+
+        batch = self._batch(batch)
+        flat = self._flat_from(choose, batch)
+        return flat, self.sample_observed(next(keys), flat, batch)
+
     def __repr__(self):
         return f"CompiledModel(size={self.size}, free={self.value_names}, observed={[r.name for r in self.observed_rvs]})"
 
