@@ -6,8 +6,13 @@
         jv.Normal("y", mu, 1, observed=data)
 """
 
-from . import math
+from . import callbacks, math, optimizers
 from ._config import enable_x64, floatX
+from .approximations import Approximation, FullRank, MeanField, load, sample_approx
+from .inference import ADVI, FullRankADVI, Inference, KLqp, fit
+from .optimizers import (adadelta, adagrad, adagrad_window, adam, adamax, apply_momentum,
+                         apply_nesterov_momentum, momentum, nesterov_momentum, norm_constraint, rmsprop, sgd,
+                         total_norm_constraint)
 from .compiled import CompiledModel
 from .distributions import *  # noqa: F401,F403
 from .distributions import __all__ as _distributions
@@ -17,6 +22,10 @@ from .model import Data, Deterministic, Model, Potential, modelcontext, set_data
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "callbacks", "optimizers", "Approximation", "FullRank", "MeanField", "load", "sample_approx",
+    "ADVI", "FullRankADVI", "Inference", "KLqp", "fit",
+    "adadelta", "adagrad", "adagrad_window", "adam", "adamax", "apply_momentum", "apply_nesterov_momentum",
+    "momentum", "nesterov_momentum", "norm_constraint", "rmsprop", "sgd", "total_norm_constraint",
     "math", "enable_x64", "floatX", "CompiledModel", "Node", "lift",
     "Data", "Deterministic", "Model", "Potential", "modelcontext", "set_data",
     *_distributions,

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as npd
 from numpyro.distributions import constraints as C
-from numpyro.distributions.util import promote_shapes
+from numpyro.distributions.util import promote_shapes, validate_sample
 
 from .base import Continuous
 
@@ -302,7 +302,42 @@ class TruncatedNormal(Continuous):
 
     @staticmethod
     def numpyro(loc, scale, low=None, high=None):
-        return npd.TruncatedNormal(loc, scale, low=low, high=high)
+        base = npd.Normal(loc, scale)
+        if low is None and high is None:
+            return base
+        if high is None:
+            return _LeftTruncatedNormal(base, low=low)
+        if low is None:
+            return _RightTruncatedNormal(base, high=high)
+        return _TwoSidedTruncatedNormal(base, low=low, high=high)
+
+
+# numpyro's truncated normals take the log of a difference of CDFs, which is -inf (so the log-density
+# +inf) once the interval lies ~8 sigma into the upper tail (~38 sigma for one-sided truncation);
+# these normalise with log_ndtr in the tail that keeps the precision, as PyMC does.
+class _LeftTruncatedNormal(npd.LeftTruncatedDistribution):
+    @validate_sample
+    def log_prob(self, value):
+        d = self.base_dist
+        return d.log_prob(value) - jax.scipy.special.log_ndtr((d.loc - self.low) / d.scale)
+
+
+class _RightTruncatedNormal(npd.RightTruncatedDistribution):
+    @validate_sample
+    def log_prob(self, value):
+        d = self.base_dist
+        return d.log_prob(value) - jax.scipy.special.log_ndtr((self.high - d.loc) / d.scale)
+
+
+class _TwoSidedTruncatedNormal(npd.TwoSidedTruncatedDistribution):
+    @validate_sample
+    def log_prob(self, value):
+        d = self.base_dist
+        a, b = (self.low - d.loc) / d.scale, (self.high - d.loc) / d.scale
+        upper = a > 0  # Phi(b) - Phi(a) = Phi(-a) - Phi(-b): work in the lower tail
+        log_hi = jax.scipy.special.log_ndtr(jnp.where(upper, -a, b))
+        log_lo = jax.scipy.special.log_ndtr(jnp.where(upper, -b, a))
+        return d.log_prob(value) - (log_hi + jnp.log(-jnp.expm1(log_lo - log_hi)))
 
 
 class Weibull(Continuous):

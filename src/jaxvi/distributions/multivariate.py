@@ -18,16 +18,21 @@ __all__ = ["MvNormal", "Dirichlet", "LKJCholeskyCov", "expand_packed_triangular"
 class MvNormal(Continuous):
     """MvNormal(mu, cov=) or with ``chol=`` (lower Cholesky factor of cov) or precision ``tau=``."""
 
-    arg_checks = {"mu": C.real, "cov": C.positive_definite, "tau": C.positive_definite,
-                  "chol": C.lower_cholesky}
+    arg_checks = {"mu": C.real, "cov": C.positive_definite, "tau": C.positive_definite}
 
     @staticmethod
     def parameterize(mu, cov=None, tau=None, chol=None, lower=True):
         given = {k: v for k, v in {"cov": cov, "tau": tau, "chol": chol}.items() if v is not None}
         if len(given) != 1:
             raise ValueError("give exactly one of cov, tau, chol")
-        if chol is not None and not lower:
-            chol = chol.T if isinstance(chol, Node) else np.asarray(chol).T
+        if chol is not None and not isinstance(chol, Node):  # checked here: it may be an upper factor
+            given_chol, chol = chol, np.asarray(chol, dtype=np.float64)
+            chol = chol if lower else np.swapaxes(chol, -1, -2)
+            if not (np.all(np.isfinite(chol)) and np.all(np.asarray(C.lower_cholesky(jnp.asarray(chol))))):
+                raise ValueError(f"parameter chol must be a {'lower' if lower else 'upper'}-triangular Cholesky "
+                                 f"factor with a positive diagonal, got {given_chol!r}")
+        elif chol is not None and not lower:  # an upper factor: transpose its last two axes
+            chol = chol.mT
         return {"loc": mu, "covariance_matrix": cov, "precision_matrix": tau, "scale_tril": chol}
 
     @staticmethod

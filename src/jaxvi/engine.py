@@ -1,0 +1,185 @@
+"""The optimisation engine (floor 3): one fused loop for every inference method.
+
+``make_step`` turns an objective and an optax optimizer into a pure step.  ``make_runner``
+jit-compiles a chunk of up to ``chunk_size`` steps as one ``lax.while_loop`` whose trip
+count is a runtime argument, so chunks of any length reuse one compiled function.  Inside
+the loop a step whose loss or parameters are not finite is not applied: the chunk ends
+there, holding the last finite state, and reports which coordinates went bad.
+
+``run`` is the host loop between chunks: progress bar ("Average Loss" over the last 1000
+steps, as PyMC shows it), callbacks at the steps they ask for, the NaN guard, and a clean
+stop on KeyboardInterrupt or StopIteration.  Nothing here knows about models or families.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+__all__ = ["make_step", "make_runner", "run", "RunResult", "logger"]
+
+logger = logging.getLogger("jaxvi")
+if not logger.handlers:
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(_handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+AVERAGE_WINDOW = 1000
+
+
+def make_step(objective: Callable, optimizer: optax.GradientTransformation) -> Callable:
+    """``step(params, opt_state, key, batch) -> (params, opt_state, loss)``."""
+    grad_fn = jax.value_and_grad(objective)
+
+    def step(params, opt_state, key, batch):
+        loss, grads = grad_fn(params, key, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
+def _all_finite(tree):
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
+
+
+def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, loss_dtype=None) -> Callable:
+    """A jitted ``run_chunk(params, opt_state, key, m, batch)`` running ``m <= chunk_size`` steps.
+
+    Returns ``(params, opt_state, key, losses[chunk_size], done, ok, bad_coordinates)``:
+    ``done`` steps were applied; ``ok`` is False when the next one produced a non-finite loss
+    or parameters (``bad_coordinates`` marks which), in which case it was not applied.
+    """
+    loss_dtype = loss_dtype or jax.dtypes.canonicalize_dtype(np.float64)
+
+    def run_chunk(params, opt_state, key, m, batch):
+        def cond(carry):
+            i, _, _, _, _, ok, _ = carry
+            return (i < m) & ok
+
+        def body(carry):
+            i, params, opt_state, key, losses, _, bad = carry
+            next_key, sub = jax.random.split(key)
+            new_params, new_opt, loss = step(params, opt_state, sub, batch)
+            ok = jnp.isfinite(loss) & _all_finite(new_params)
+            pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+            params = jax.tree_util.tree_map(pick, new_params, params)
+            opt_state = jax.tree_util.tree_map(pick, new_opt, opt_state)
+            key = jax.tree_util.tree_map(pick, next_key, key)
+            losses = losses.at[i].set(loss.astype(losses.dtype))
+            bad = jnp.where(ok, bad, ~coordinate_finite(new_params))
+            return i + ok.astype(i.dtype), params, opt_state, key, losses, ok, bad
+
+        bad0 = jnp.zeros_like(coordinate_finite(params))
+        losses0 = jnp.full((chunk_size,), jnp.nan, loss_dtype)
+        carry = (jnp.zeros((), jnp.int32), params, opt_state, key, losses0, jnp.asarray(True), bad0)
+        done, params, opt_state, key, losses, ok, bad = jax.lax.while_loop(cond, body, carry)
+        return params, opt_state, key, losses, done, ok, bad
+
+    return jax.jit(run_chunk)
+
+
+@dataclass
+class RunResult:
+    params: Any
+    opt_state: Any
+    key: Any
+    losses: np.ndarray
+    status: str  # "finished" | "stopped" | "interrupted" | "nonfinite"
+    message: str = ""
+    bad_coordinates: np.ndarray | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _next_boundary(done: int, n: int, periods: list[int], chunk_size: int) -> int:
+    """The next completed-step count at which the host must look (callbacks at step index i % k == 0)."""
+    target = min(n, done + chunk_size)
+    for k in periods:
+        m = math.ceil(done / k) * k  # smallest step index >= done that is a multiple of k
+        target = min(target, m + 1)
+    return max(target, done + 1)
+
+
+def _average(losses: np.ndarray) -> float:
+    tail = losses[-AVERAGE_WINDOW:]
+    tail = tail[np.isfinite(tail)]
+    return float(np.mean(tail)) if tail.size else float("nan")
+
+
+def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: int,
+        callbacks: list[tuple[int, Callable]] = (), progressbar: bool = True, step_offset: int = 0,
+        history: np.ndarray | None = None, desc: str = "Fitting") -> RunResult:
+    """Run ``n`` steps; ``callbacks`` are ``(every, fn(params, opt_state, losses_so_far, i))`` pairs.
+
+    ``i`` is the global 0-based index of the last completed step (``step_offset`` counts the
+    steps of earlier runs); ``fn`` is called when ``i % every == 0`` and may raise StopIteration.
+    """
+    history = np.zeros(0) if history is None else np.asarray(history)
+    periods = sorted({int(k) for k, _ in callbacks})
+    h = len(history)
+    all_losses = np.empty(h + n, dtype=np.result_type(history.dtype, np.float32))
+    all_losses[:h] = history
+    done = 0
+    status, message, bad = "finished", "", None
+    bar = None
+    if progressbar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=desc, leave=True, dynamic_ncols=True, file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        while done < n:
+            # boundaries in global step indices, so callbacks see PyMC's i
+            boundary = _next_boundary(step_offset + done, step_offset + n, periods, chunk_size) - step_offset
+            m = boundary - done
+            params, opt_state, key, losses, k, ok, bad_mask = runner(params, opt_state, key, np.int32(m), batch)
+            k = int(k)
+            all_losses[h + done:h + done + k] = np.asarray(losses)[:k]
+            done += k
+            if bar is not None:
+                bar.update(k)
+                if done % 100 == 0 or not bool(ok) or done == n or k >= 100:
+                    bar.set_postfix_str(f"Average Loss = {_average(all_losses[:h + done]):.5g}", refresh=False)
+            if not bool(ok):
+                status, bad = "nonfinite", np.asarray(bad_mask)
+                break
+            i = step_offset + done - 1
+            due = [fn for every, fn in callbacks if i % every == 0]
+            for fn in due:
+                fn(params, opt_state, all_losses[:h + done], i)
+    except StopIteration as stop:
+        status, message = "stopped", str(stop)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        if bar is not None:
+            bar.close()
+    losses = all_losses[h:h + done].copy()
+    result = RunResult(params, opt_state, key, losses, status, message, bad, time.perf_counter() - t0)
+    _report(result, n, all_losses[:h + done])
+    return result
+
+
+def _report(result: RunResult, n: int, all_losses: np.ndarray) -> None:
+    done = len(result.losses)
+    avg = _average(all_losses)
+    if result.status == "finished":
+        logger.info(f"Finished [100%]: Average Loss = {avg:,.5g}")
+    elif result.status in ("stopped", "interrupted"):
+        if result.message:
+            logger.info(result.message)
+        pct = int(100 * done / max(n, 1))
+        logger.info(f"Interrupted at {max(done - 1, 0):,d} [{pct}%]: Average Loss = {avg:,.5g}")
