@@ -20,6 +20,7 @@ from .optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
 __all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "fit", "METHODS"]
 
 DEFAULT_CHUNK = 1000
+_DEFAULT_OPTIMIZER = adagrad_window()
 
 
 class Inference:
@@ -33,7 +34,6 @@ class Inference:
         self._optimizer = None
         self._opt_state = None
         self._runner = None
-        self._runner_config = None
         self._steps = 0
 
     # -- what subclasses define ---------------------------------------------------------------
@@ -49,15 +49,22 @@ class Inference:
     def model(self) -> Model:
         return self.approx.model
 
+    def _config(self) -> tuple:
+        """What, besides optimizer and n_mc, determines the compiled step (subclasses extend it)."""
+        return (type(self), self.approx.family)
+
     def _prepare(self, optimizer, n_mc, clip):
-        config = (id(optimizer), n_mc, clip)
-        if self._runner is None or self._runner_config != config:
-            tx = with_grad_norm_clip(optimizer, clip)
+        """Get the compiled runner (shared through the compiled model's cache) and a fresh optimizer state."""
+        tx = with_grad_norm_clip(optimizer, clip)
+        cache = self.approx.cm.__dict__.setdefault("_runner_cache", {})
+        config = (*self._config(), id(optimizer), n_mc, clip)
+        if config not in cache:
             step = engine.make_step(self._objective(n_mc), tx)
-            self._runner = engine.make_runner(step, DEFAULT_CHUNK, self.approx.family.coordinate_finite)
-            self._runner_config = config
-            self._opt_state = tx.init(self.approx.vparams)
-            self._optimizer = optimizer
+            runner = engine.make_runner(step, DEFAULT_CHUNK, self.approx.family.coordinate_finite)
+            cache[config] = (runner, optimizer)  # keeps the optimizer alive so its id stays unique
+        self._runner = cache[config][0]
+        self._opt_state = tx.init(self.approx.vparams)
+        self._optimizer = optimizer
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, n: int = 10000, score=None, callbacks=None, progressbar: bool = True, obj_optimizer=None,
@@ -68,13 +75,11 @@ class Inference:
                          "more_replacements", "total_grad_norm_constraint", "obj_n_mc"):
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
         n = _check_n(n)
-        optimizer = adagrad_window() if obj_optimizer is None else get_optimizer(obj_optimizer)
+        optimizer = _DEFAULT_OPTIMIZER if obj_optimizer is None else get_optimizer(obj_optimizer)
         n_mc = 1 if obj_n_mc is None else int(obj_n_mc)
         if n_mc < 1:
             raise ValueError(f"obj_n_mc must be a positive integer, got {obj_n_mc!r}")
-        self._runner = None  # a new fit starts a fresh optimizer state, as in PyMC
-        self._prepare(optimizer, n_mc, total_grad_norm_constraint)
-        self._last = (optimizer, n_mc, total_grad_norm_constraint)
+        self._prepare(optimizer, n_mc, total_grad_norm_constraint)  # a fresh optimizer state, as in PyMC
         return self._run(n, callbacks, progressbar)
 
     def refine(self, n: int, progressbar: bool = True, callbacks=None) -> Approximation:
@@ -126,7 +131,6 @@ def _wrap_callbacks(approx, callbacks):
 
 def _nonfinite_message(approx, result, steps) -> str:
     bad = result.bad_coordinates
-    labels = approx.cm.layout.labels()
     names = []
     if bad is not None and bad.any():
         for name in approx.cm.value_names:
@@ -136,7 +140,6 @@ def _nonfinite_message(approx, result, steps) -> str:
                 names.append(rv.name if rv.value_name == rv.name else f"{rv.name} ({rv.value_name})")
     what = (f"the variational parameters of {', '.join(names)} became non-finite" if names
             else "the loss became non-finite")
-    del labels
     return (f"NaN occurred in optimization at step {steps}: {what}. The approximation keeps its last "
             f"finite state (after {steps} steps) and its history; try a smaller learning rate, "
             "total_grad_norm_constraint=..., or a better-scaled model.")
@@ -154,6 +157,9 @@ class KLqp(Inference):
         super().__init__(approx, random_seed=random_seed)
         self.beta = float(beta)
         self.stick_the_landing = bool(stick_the_landing)
+
+    def _config(self):
+        return (*super()._config(), self.beta, self.stick_the_landing)
 
     def _objective(self, n_mc):
         return kl_qp(self.approx.family, self.approx.cm.logp, n_mc=n_mc, beta=self.beta,
