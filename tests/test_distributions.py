@@ -467,7 +467,7 @@ def _materialise(kwargs):
 def test_observed_logp_matches_scipy(cls, kwargs, value, ref):
     with jv.Model() as m:
         cls("x", observed=value, **_materialise(kwargs))
-    got = m.compile().logp_terms(jnp.zeros(0))["x"]
+    got = jax.jit(m.compile().logp_terms)(jnp.zeros(0))["x"]
     expected = np.sum(ref(value))
     assert np.isfinite(expected)
     assert got.dtype == jnp.float64
@@ -546,27 +546,33 @@ def test_dirichlet_unconstrained_consistency(a):
     K = a.shape[-1]
     assert cm.value_names == ["w_simplex__"]
     assert cm.size == a.size // K * (K - 1)
+
+    @jax.jit
+    def evaluate(flat):
+        # independent log-Jacobian: u -> first K-1 coordinates of each simplex, by forward-mode AD
+        jac = jax.jacfwd(lambda f: cm.unravel(f)["w"][..., :-1].reshape(-1))(flat)
+        return cm.unravel(flat)["w"], cm.logp(flat), cm.logp(flat, jacobian=False), jnp.linalg.slogdet(jac)[1]
+
     r = np.random.default_rng(7)
     for _ in range(3):
-        flat = jnp.asarray(r.normal(size=cm.size))
-        x = np.asarray(cm.unravel(flat)["w"])
+        x, lp, lp_nojac, logjac = evaluate(jnp.asarray(r.normal(size=cm.size)))
+        x = np.asarray(x)
         assert x.shape == a.shape
         assert np.all(x > 0) and np.allclose(x.sum(-1), 1.0)
         ref = np.sum(dirichlet_ref(x, a))
-        np.testing.assert_allclose(float(cm.logp(flat, jacobian=False)), ref, rtol=RTOL)
-        # independent log-Jacobian: u -> first K-1 coordinates of each simplex, by forward-mode AD
-        jac = jax.jacfwd(lambda f: cm.unravel(f)["w"][..., :-1].reshape(-1))(flat)
-        logjac = np.linalg.slogdet(np.asarray(jac))[1]
-        np.testing.assert_allclose(float(cm.logp(flat)) - logjac, ref, rtol=RTOL)
+        np.testing.assert_allclose(float(lp_nojac), ref, rtol=RTOL)
+        np.testing.assert_allclose(float(lp) - float(logjac), ref, rtol=RTOL)
 
 
 def test_numpyro_lkj_cholesky_measure_n2():
     """The reference below uses numpyro's LKJCholesky density w.r.t. the strictly lower entries: check n=2."""
     eta = 2.0
-    d = npd.LKJCholesky(2, eta)
-    f = lambda w: float(np.exp(d.log_prob(jnp.array([[1.0, 0.0], [w, np.sqrt(1 - w * w)]]))))  # noqa: E731
-    total, _ = scipy.integrate.quad(f, -1, 1)
+    logp = jax.jit(lambda w: npd.LKJCholesky(2, eta).log_prob(jnp.array([[1.0, 0.0], [w, jnp.sqrt(1 - w * w)]])))
+    total, _ = scipy.integrate.quad(lambda w: float(np.exp(logp(w))), -1, 1)
     assert abs(total - 1) < 1e-8
+
+
+_lkj_logpdf = jax.jit(lambda L, eta: npd.LKJCholesky(L.shape[-1], eta).log_prob(L))
 
 
 def _lkj_reference(L, eta, sd_logpdf):
@@ -574,7 +580,7 @@ def _lkj_reference(L, eta, sd_logpdf):
     n = L.shape[-1]
     stds = np.sqrt((L**2).sum(-1))
     Lc = L / stds[:, None]
-    lkj = float(npd.LKJCholesky(n, eta).log_prob(jnp.asarray(Lc)))
+    lkj = float(_lkj_logpdf(jnp.asarray(Lc), eta))
     return np.sum(sd_logpdf(stds)) + lkj + np.sum(np.log(np.diag(Lc)) - np.arange(n) * np.log(stds))
 
 
@@ -599,28 +605,30 @@ def test_lkj_cholesky_cov_density():
     assert {d.name for d in m.deterministics} == {"chol_corr", "chol_stds"}
     r = np.random.default_rng(11)
     rows, cols = np.tril_indices(n)
+    evaluate = jax.jit(lambda f: (cm.unravel(f)["chol"], cm.logp(f), cm.logp(f, jacobian=False),
+                                  *cm.evaluate([chol, corr, stds], f)))
+    packed_jac = jax.jit(jax.jacfwd(lambda th: _packed_from(th[:n], th[n:], n)))
     for _ in range(3):
         flat = jnp.asarray(r.normal(scale=0.7, size=6))
-        packed = np.asarray(cm.unravel(flat)["chol"])
+        packed, lp, lp_nojac, got_chol, got_corr, got_stds = evaluate(flat)
+        packed = np.asarray(packed)
         L = np.zeros((n, n))
         L[rows, cols] = packed
         ref = _lkj_reference(L, eta, st.expon().logpdf)
-        np.testing.assert_allclose(float(cm.logp(flat, jacobian=False)), ref, rtol=RTOL)
+        np.testing.assert_allclose(float(lp_nojac), ref, rtol=RTOL)
         # unconstrained: + log-Jacobian of exp on the diagonal entries
-        np.testing.assert_allclose(float(cm.logp(flat)), ref + float(np.sum(np.asarray(flat)[diag_indices(n)])),
-                                   rtol=RTOL)
+        np.testing.assert_allclose(float(lp), ref + float(np.sum(np.asarray(flat)[diag_indices(n)])), rtol=RTOL)
         # independent Jacobian of (stds, strictly-lower L_corr) -> packed L, by forward-mode AD
         sd = np.sqrt((L**2).sum(-1))
         w = (L / sd[:, None])[np.tril_indices(n, -1)]
         theta = jnp.concatenate([jnp.asarray(sd), jnp.asarray(w)])
-        J = jax.jacfwd(lambda th: _packed_from(th[:n], th[n:], n))(theta)
+        J = packed_jac(theta)
         np.testing.assert_allclose(np.asarray(_packed_from(jnp.asarray(sd), jnp.asarray(w), n)), packed, rtol=1e-10)
         Lc = L / sd[:, None]
-        ref2 = (np.sum(st.expon().logpdf(sd)) + float(npd.LKJCholesky(n, eta).log_prob(jnp.asarray(Lc)))
+        ref2 = (np.sum(st.expon().logpdf(sd)) + float(_lkj_logpdf(jnp.asarray(Lc), eta))
                 - np.linalg.slogdet(np.asarray(J))[1])
         np.testing.assert_allclose(ref, ref2, rtol=RTOL)
         # the Deterministics
-        got_chol, got_corr, got_stds = cm.evaluate([chol, corr, stds], flat)
         np.testing.assert_allclose(np.asarray(got_chol), L, rtol=1e-12)
         np.testing.assert_allclose(np.asarray(got_stds), sd, rtol=1e-12)
         np.testing.assert_allclose(np.asarray(got_corr), Lc @ Lc.T, rtol=1e-12, atol=1e-14)
@@ -630,7 +638,9 @@ def test_lkj_cholesky_cov_density():
 def test_lkj_cholesky_cov_observed_and_compute_corr_false():
     eta, n = 1.5, 3
     r = np.random.default_rng(3)
-    Lc = np.asarray(npd.LKJCholesky(n, eta).sample(jax.random.key(0)))
+    A = r.normal(size=(n, n + 2))
+    cov = A @ A.T
+    Lc = np.linalg.cholesky(cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov))))  # a random correlation factor
     sd = r.gamma(2.0, size=n)
     L = Lc * sd[:, None]
     packed = L[np.tril_indices(n)]
@@ -638,7 +648,7 @@ def test_lkj_cholesky_cov_observed_and_compute_corr_false():
         out = jv.LKJCholeskyCov("chol", eta=eta, n=n, sd_dist=jv.HalfNormal.dist(2.0), compute_corr=False,
                                 observed=packed)
     assert out.shape == (6,)
-    got = float(m.compile().logp_terms(jnp.zeros(0))["chol"])
+    got = float(jax.jit(m.compile().logp_terms)(jnp.zeros(0))["chol"])
     np.testing.assert_allclose(got, _lkj_reference(L, eta, st.halfnorm(scale=2.0).logpdf), rtol=RTOL)
 
 
@@ -661,7 +671,7 @@ def test_lkj_cholesky_cov_normalised_n2():
         J = jax.jacfwd(u_of)(x)
         return jnp.exp(cm.logp(u_of(x)) + jnp.linalg.slogdet(J)[1])
 
-    h = 0.25
+    h = 0.5  # trapezoid error ~ exp(-pi^2 / h) for integrands analytic in a strip of half-width pi/2
     a = jnp.arange(-25.0, 4.0 + h / 2, h)
     z = jnp.arange(-12.0, 12.0 + h / 2, h)
     X0, X1, X2 = jnp.meshgrid(a, a, z, indexing="ij")

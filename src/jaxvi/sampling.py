@@ -9,9 +9,10 @@ InferenceData built by :mod:`jaxvi.results`, with PyMC's names for groups and sa
 
 from __future__ import annotations
 
+import sys
 import time
-import weakref
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,9 @@ INIT_METHODS = ("auto", "jitter+adapt_diag", "adapt_diag", "jitter+adapt_full", 
 
 #: PyMC keyword names for numpyro's NUTS options.
 _NUTS_ALIASES = {"max_treedepth": "max_tree_depth", "step_scale": "step_size"}
+
+#: NUTS steps per compiled chunk (the host reports progress between chunks).
+_CHUNK_STEPS = 250
 
 #: Elements (draws x observed values) evaluated per vmapped chunk of predictive sampling.
 _CHUNK_ELEMENTS = 1 << 22
@@ -51,34 +55,64 @@ def _key(random_seed):
 
 
 # -- NUTS ----------------------------------------------------------------------------------------
-def _nuts_class():
-    """numpyro's NUTS, with the potential built from the data argument (``mcmc.run(key, batch)``).
+#: numpyro ``init_kernel`` options that ``jv.sample`` passes through (``**kwargs``).
+_NUTS_OPTIONS = ("step_size", "max_tree_depth", "adapt_step_size", "adapt_mass_matrix",
+                 "regularize_mass_matrix", "forward_mode_differentiation")
 
-    Passing the data through ``run`` (with ``jit_model_args=True``) keeps it a traced argument of
-    the compiled sampler instead of a constant baked into the program.
+_FNS: "OrderedDict[tuple, object]" = OrderedDict()
+_CACHE_SIZE = 32
+
+
+def _cached(sig: tuple, build):
+    """Compiled functions by (compiled model, settings), least recently used dropped first."""
+    if sig in _FNS:
+        _FNS.move_to_end(sig)
+        return _FNS[sig]
+    fns = _FNS[sig] = build()
+    while len(_FNS) > _CACHE_SIZE:
+        _FNS.popitem(last=False)
+    return fns
+
+
+def _nuts_fns(cm: CompiledModel, tune: int, chunk: int, dense: bool, with_mass: bool,
+              target_accept: float, options: tuple):
+    """jit(vmap(init)) and jit(scan of ``chunk`` vmapped NUTS steps), cached per configuration.
+
+    Built on numpyro's functional ``hmc(potential_fn_gen=..., algo="NUTS")``: the data enter as
+    the potential's model argument, so they are a traced input of the compiled programs, and a
+    second ``jv.sample`` call with the same settings reuses them (no recompilation).
     """
-    from numpyro.infer import NUTS
+    return _cached(("nuts", cm, tune, chunk, dense, with_mass, target_accept, options),
+                   lambda: _build_nuts_fns(cm, tune, chunk, dense, target_accept, options))
+
+
+def _build_nuts_fns(cm, tune, chunk, dense, target_accept, options):
     from numpyro.infer.hmc import hmc
 
-    class _DataNUTS(NUTS):
-        def __init__(self, potential_fn_gen, **kwargs):
-            # numpyro insists on a model or a potential_fn; the generator stands in for the latter.
-            super().__init__(potential_fn=potential_fn_gen, **kwargs)
-            self._jv_gen = potential_fn_gen
+    init_kernel, sample_kernel = hmc(potential_fn_gen=lambda batch: (lambda z: -cm.logp(z, batch)),
+                                     algo="NUTS")
+    opts = dict(options)
 
-        def _init_state(self, rng_key, model_args, model_kwargs, init_params):
-            if self._init_fn is None:
-                self._init_fn, self._sample_fn = hmc(
-                    potential_fn_gen=self._jv_gen, kinetic_fn=self._kinetic_fn, algo=self._algo)
-            self._potential_fn_gen = self._jv_gen
-            return init_params
+    def init_one(key, z, inverse_mass, batch):
+        return init_kernel(z, tune, inverse_mass_matrix=inverse_mass, dense_mass=dense,
+                           target_accept_prob=target_accept, model_args=(batch,), rng_key=key, **opts)
 
-    return _DataNUTS
+    def run_chunk(state, batch):
+        def body(s, _):
+            s = jax.vmap(sample_kernel, in_axes=(0, None))(s, (batch,))
+            return s, {"z": s.z, "diverging": s.diverging, "energy": s.energy, "n_steps": s.num_steps,
+                       "acceptance_rate": s.accept_prob, "potential_energy": s.potential_energy,
+                       "step_size": s.adapt_state.step_size}
+
+        return jax.lax.scan(body, state, None, length=chunk)
+
+    return jax.jit(jax.vmap(init_one, in_axes=(0, 0, None, None))), jax.jit(run_chunk)
 
 
 def _checked_initial_points(cm: CompiledModel, flats, batch, key, jitter: float, base, max_retries: int):
     """Re-jitter chains whose starting log-density or gradient is not finite; raise if that fails."""
-    logp_grad = jax.jit(jax.vmap(jax.value_and_grad(cm.logp), in_axes=(0, None)))
+    logp_grad = _cached(("logp_grad", cm),
+                        lambda: jax.jit(jax.vmap(jax.value_and_grad(cm.logp), in_axes=(0, None))))
 
     def bad(f):
         lp, g = logp_grad(f, batch)
@@ -152,15 +186,22 @@ def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: 
     (= "jitter+adapt_diag"), or an object with ``nuts_init(key, chains) -> (positions[chains, size],
     inverse_mass_matrix or None)`` (e.g. a fitted approximation).  ``initvals``: a dict (or one per
     chain) of starting values by variable name (constrained) or value-variable name (unconstrained).
-    Extra keyword arguments go to ``numpyro.infer.NUTS`` (PyMC's ``max_treedepth`` is accepted);
-    ``jitter_max_retries`` (default 10) bounds the re-jittering of chains that start at a bad point.
+    As in PyMC the jitter applies to user ``initvals`` too, and chains starting where the
+    log-density or its gradient is not finite are re-jittered (``jitter_max_retries``, default 10)
+    before an error names the offending variables.  Extra keyword arguments are numpyro NUTS
+    options: ``max_tree_depth`` (PyMC's ``max_treedepth``), ``step_size`` (initial), ``adapt_step_size``,
+    ``adapt_mass_matrix``, ``regularize_mass_matrix``, ``forward_mode_differentiation``; PyMC's
+    ``cores``, ``compute_convergence_checks``, ``return_inferencedata=True`` and
+    ``discard_tuned_samples=True`` are accepted and ignored.
+
+    The data enter the compiled sampler as an argument and compiled samplers are cached per
+    model and settings, so repeated calls (or calls after ``jv.set_data`` with same-shaped data)
+    do not recompile.  Progress goes to stderr only with ``progressbar=True``.
 
     Returns InferenceData with ``posterior`` (free variables and Deterministics, coords/dims),
     ``sample_stats`` (``diverging``, ``energy``, ``tree_depth``, ``n_steps``, ``acceptance_rate``,
     ``lp``, ``step_size``, ``reached_max_treedepth``), ``observed_data`` and ``constant_data``.
     """
-    from numpyro.infer import MCMC
-
     model = modelcontext(model, what="sample")
     cm = model.compile()
     if cm.size == 0:
@@ -175,11 +216,15 @@ def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: 
             raise ValueError("jv.sample always discards the tuning draws (discard_tuned_samples=True)")
         kwargs.pop(k, None)
     jitter_max_retries = int(kwargs.pop("jitter_max_retries", 10))
-    nuts_kwargs = {_NUTS_ALIASES.get(k, k): v for k, v in kwargs.items()}
+    options = {_NUTS_ALIASES.get(k, k): v for k, v in kwargs.items()}
+    unknown = sorted(set(options) - set(_NUTS_OPTIONS))
+    if unknown:
+        raise TypeError(f"sample() got unexpected keyword argument(s) {unknown}; NUTS options are "
+                        f"{', '.join(_NUTS_OPTIONS)} (and PyMC's max_treedepth)")
 
     batch = cm.data
     key = _key(random_seed)
-    key, init_key, run_key = jax.random.split(key, 3)
+    init_key, run_key = jax.random.split(key)
     inverse_mass = None
     if isinstance(init, str):
         if init not in INIT_METHODS:
@@ -207,38 +252,46 @@ def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: 
         raise ValueError(f"unknown init {init!r}; valid ones: {', '.join(INIT_METHODS)}, "
                          "or an object with a nuts_init(key, chains) method")
 
-    def potential_fn_gen(data):
-        return lambda z: -cm.logp(z, data)
-
-    kernel = _nuts_class()(potential_fn_gen, target_accept_prob=float(target_accept),
-                           dense_mass=bool(dense_mass), inverse_mass_matrix=inverse_mass, **nuts_kwargs)
-    mcmc = MCMC(kernel, num_warmup=tune, num_samples=draws, num_chains=chains,
-                chain_method="vectorized" if chains > 1 else "sequential",
-                progress_bar=bool(progressbar), jit_model_args=True)
-    fields = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy", "adapt_state.step_size")
     t0 = time.perf_counter()
-    mcmc.run(run_key, batch, init_params=flats if chains > 1 else flats[0], extra_fields=fields)
-    positions = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
+    total = tune + draws
+    n_chunks = -(-total // _CHUNK_STEPS)
+    chunk = -(-total // n_chunks)  # equal chunks: one compiled program; < n_chunks extra steps
+    init_fn, chunk_fn = _nuts_fns(cm, tune, chunk, bool(dense_mass), inverse_mass is not None,
+                                  float(target_accept), tuple(sorted(options.items())))
+    state = init_fn(jax.random.split(run_key, chains), flats, inverse_mass, batch)
+    kept, done = [], 0
+    for _ in range(n_chunks):
+        state, out = chunk_fn(state, batch)
+        lo, hi = max(tune - done, 0), min(total - done, chunk)
+        if hi > lo:
+            kept.append({k: np.asarray(v[lo:hi]) for k, v in out.items()})
+        done += chunk
+        if progressbar:
+            phase = "tuning" if done <= tune else "sampling"
+            divs = sum(int(p["diverging"].sum()) for p in kept)
+            print(f"NUTS {chains} chains: {min(done, total)}/{total} steps ({phase}), "
+                  f"{divs} divergences", file=sys.stderr, flush=True)
+    stats = {k: np.swapaxes(np.concatenate([p[k] for p in kept]), 0, 1) for k in kept[0]}
     sampling_time = time.perf_counter() - t0
-    extra = mcmc.get_extra_fields(group_by_chain=True)
 
-    max_depth = kernel._max_tree_depth if isinstance(getattr(kernel, "_max_tree_depth", None), int) else 10
-    n_steps = np.asarray(extra["num_steps"]).astype(np.int64)
+    max_depth = options.get("max_tree_depth", 10)
+    max_depth = max(max_depth) if isinstance(max_depth, tuple) else int(max_depth)
+    n_steps = stats["n_steps"].astype(np.int64)
     # a tree of depth d takes between 2**(d-1) and 2**d - 1 leapfrog steps
     tree_depth = np.where(n_steps > 0, np.floor(np.log2(np.maximum(n_steps, 1))).astype(np.int64) + 1, 0)
     sample_stats = {
-        "diverging": np.asarray(extra["diverging"]).astype(bool),
-        "energy": np.asarray(extra["energy"]),
+        "diverging": stats["diverging"].astype(bool),
+        "energy": stats["energy"],
         "tree_depth": tree_depth,
         "n_steps": n_steps,
-        "acceptance_rate": np.asarray(extra["accept_prob"]),
-        "lp": -np.asarray(extra["potential_energy"]),
-        "step_size": np.asarray(extra["adapt_state.step_size"]),
+        "acceptance_rate": stats["acceptance_rate"],
+        "lp": -stats["potential_energy"],
+        "step_size": stats["step_size"],
         "reached_max_treedepth": tree_depth >= max_depth,
     }
     attrs = _attrs(sampler="NUTS (numpyro)", sampling_time=float(sampling_time), tuning_steps=tune,
                    n_draws=draws, target_accept=float(target_accept))
-    return to_inference_data(cm, positions, sample_stats=sample_stats, batch=batch, attrs=attrs)
+    return to_inference_data(cm, stats["z"], sample_stats=sample_stats, batch=batch, attrs=attrs)
 
 
 def _attrs(**extra) -> dict:
@@ -251,14 +304,10 @@ def _attrs(**extra) -> dict:
 
 
 # -- predictive sampling --------------------------------------------------------------------------
-_PREDICTIVE_FNS: "weakref.WeakKeyDictionary[CompiledModel, dict]" = weakref.WeakKeyDictionary()
-
-
 def _predictive_fn(cm: CompiledModel, free_names: tuple, observed: tuple, others: tuple):
     """jit(vmap(draw -> {observed draws, other node values})) over (key, free values)."""
-    cache = _PREDICTIVE_FNS.setdefault(cm, {})
-    sig = (free_names, observed, others)
-    if sig not in cache:
+
+    def build():
         nodes = [cm.model[n] for n in others]
 
         def one(key, values, batch):
@@ -268,8 +317,9 @@ def _predictive_fn(cm: CompiledModel, free_names: tuple, observed: tuple, others
                 out.update(zip(others, cm.evaluate(nodes, flat, batch)))
             return out
 
-        cache[sig] = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
-    return cache[sig]
+        return jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+
+    return _cached(("posterior_predictive", cm, free_names, observed, others), build)
 
 
 def _posterior_dict(trace) -> dict:
@@ -410,7 +460,8 @@ def sample_prior_predictive(draws: int = 500, model=None, var_names=None, random
         raise ValueError(f"need draws >= 1, got {draws}")
     batch = cm.data
     keys = jax.random.split(_key(random_seed), draws)
-    flat, obs = jax.jit(jax.vmap(cm.sample_prior, in_axes=(0, None)))(keys, batch)
+    prior_fn = _cached(("prior", cm), lambda: jax.jit(jax.vmap(cm.sample_prior, in_axes=(0, None))))
+    flat, obs = prior_fn(keys, batch)
     observed_names = [rv.name for rv in cm.observed_rvs]
     latent_names = [*cm.var_names, *(d.name for d in cm.deterministics)]
     if var_names is not None:
