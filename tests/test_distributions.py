@@ -88,7 +88,8 @@ def mvn_ref(x, mu, cov):
 
 def dirichlet_ref(x, a):
     x, a = np.broadcast_arrays(x, a)
-    return np.array([st.dirichlet(aa).logpdf(xx) for xx, aa in zip(x.reshape(-1, x.shape[-1]), a.reshape(-1, a.shape[-1]))])
+    k = x.shape[-1]
+    return np.array([st.dirichlet(aa).logpdf(xx) for xx, aa in zip(x.reshape(-1, k), a.reshape(-1, k))])
 
 
 def mixture_ref(x, w, comp_logpdfs):
@@ -337,7 +338,8 @@ def _table():
     add(case("Bernoulli-batched", jv.Bernoulli, dict(p=p), rng.integers(0, 2, (4, 3)),
              lambda v, p=p: st.bernoulli(p).logpmf(v)))
     lp = normal()
-    add(case("Bernoulli-logit", jv.Bernoulli, dict(logit_p=lp), 0, lambda v, lp=lp: st.bernoulli(sp.expit(lp)).logpmf(v)))
+    add(case("Bernoulli-logit", jv.Bernoulli, dict(logit_p=lp), 0,
+             lambda v, lp=lp: st.bernoulli(sp.expit(lp)).logpmf(v)))
     lp = 2 * normal(3)
     add(case("Bernoulli-logit-batched", jv.Bernoulli, dict(logit_p=lp), rng.integers(0, 2, (4, 3)),
              lambda v, lp=lp: st.bernoulli(sp.expit(lp)).logpmf(v)))
@@ -418,42 +420,47 @@ def _table():
     # Mixture of a list of components
     w = simplex(2)
     m0, s0, nu1, m1, s1 = normal(), pos(), u(2, 6), normal(), pos()
-    comps = lambda m0=m0, s0=s0, nu1=nu1, m1=m1, s1=s1: [jv.Normal.dist(m0, s0), jv.StudentT.dist(nu1, m1, s1)]  # noqa: E731,E501
-    refs = [lambda x, m0=m0, s0=s0: st.norm(m0, s0).logpdf(x), lambda x, nu1=nu1, m1=m1, s1=s1: st.t(nu1, m1, s1).logpdf(x)]
+    comps = lambda m0=m0, s0=s0, nu1=nu1, m1=m1, s1=s1: [  # noqa: E731
+        jv.Normal.dist(m0, s0), jv.StudentT.dist(nu1, m1, s1)]
+    refs = [lambda x, m0=m0, s0=s0: st.norm(m0, s0).logpdf(x),
+            lambda x, nu1=nu1, m1=m1, s1=s1: st.t(nu1, m1, s1).logpdf(x)]
     add(case("Mixture-list", jv.Mixture, dict(w=w, comp_dists=comps), normal(),
              lambda v, w=w, refs=refs: mixture_ref(v, w, refs)))
     add(case("Mixture-list-batched-obs", jv.Mixture, dict(w=w, comp_dists=comps), 2 * normal(5),
              lambda v, w=w, refs=refs: mixture_ref(v, w, refs)))
     w = simplex(2)
     mu3, a3, b3 = normal(3), pos(3), pos(3)
-    comps3 = lambda: [jv.Normal.dist(mu3, 1.5), jv.Laplace.dist(0.0, b3)]  # noqa: E731
-    refs3 = [lambda x: st.norm(mu3, 1.5).logpdf(x), lambda x: st.laplace(0.0, b3).logpdf(x)]
+    comps3 = lambda mu3=mu3, b3=b3: [jv.Normal.dist(mu3, 1.5), jv.Laplace.dist(0.0, b3)]  # noqa: E731
+    refs3 = [lambda x, mu3=mu3: st.norm(mu3, 1.5).logpdf(x), lambda x, b3=b3: st.laplace(0.0, b3).logpdf(x)]
     add(case("Mixture-list-batched-params", jv.Mixture, dict(w=w, comp_dists=comps3), normal((4, 3)),
              lambda v, w=w, refs=refs3: mixture_ref(v, w, refs)))
     w, r = simplex(2), np.array([0.7, 5.0])
-    add(case("Mixture-list-Poisson", jv.Mixture, dict(w=w, comp_dists=lambda: [jv.Poisson.dist(r[0]), jv.Poisson.dist(r[1])]),
-             rng.integers(0, 9, 6), lambda v, w=w: mixture_ref(v, w, [lambda x, k=k: st.poisson(k).logpmf(x) for k in r])))
+    add(case("Mixture-list-Poisson", jv.Mixture,
+             dict(w=w, comp_dists=lambda r=r: [jv.Poisson.dist(r[0]), jv.Poisson.dist(r[1])]), rng.integers(0, 9, 6),
+             lambda v, w=w, r=r: mixture_ref(v, w, [lambda x, k=k: st.poisson(k).logpmf(x) for k in r])))
     # Mixture of one batched component (last axis indexes the components)
     w, muK, sK = simplex(3), normal(3), pos(3)
+    compK = lambda muK=muK, sK=sK: jv.Normal.dist(muK, sK)  # noqa: E731
     refsK = [lambda x, m=m, sk=sk: st.norm(m, sk).logpdf(x) for m, sk in zip(muK, sK)]
-    add(case("Mixture-batched-component", jv.Mixture, dict(w=w, comp_dists=lambda: jv.Normal.dist(muK, sK)), normal(),
+    add(case("Mixture-batched-component", jv.Mixture, dict(w=w, comp_dists=compK), normal(),
              lambda v, w=w, refs=refsK: mixture_ref(v, w, refs)))
-    add(case("Mixture-batched-component-obs", jv.Mixture, dict(w=w, comp_dists=lambda: jv.Normal.dist(muK, sK)),
-             2 * normal(5), lambda v, w=w, refs=refsK: mixture_ref(v, w, refs)))
+    add(case("Mixture-batched-component-obs", jv.Mixture, dict(w=w, comp_dists=compK), 2 * normal(5),
+             lambda v, w=w, refs=refsK: mixture_ref(v, w, refs)))
     w, aK, bK = simplex(2), pos(2), pos(2)
+    compG = lambda aK=aK, bK=bK: jv.Gamma.dist(alpha=aK, beta=bK)  # noqa: E731
     refsG = [lambda x, a=a, b=b: st.gamma(a, scale=1 / b).logpdf(x) for a, b in zip(aK, bK)]
-    add(case("Mixture-batched-Gamma", jv.Mixture, dict(w=w, comp_dists=lambda: jv.Gamma.dist(alpha=aK, beta=bK)),
-             pos((4, 3)), lambda v, w=w, refs=refsG: mixture_ref(v, w, refs)))
+    add(case("Mixture-batched-Gamma", jv.Mixture, dict(w=w, comp_dists=compG), pos((4, 3)),
+             lambda v, w=w, refs=refsG: mixture_ref(v, w, refs)))
     # GaussianRandomWalk: init logpdf + normal logpdf of the differences
     m, s, s0 = normal(), pos(), pos()
-    init = lambda: jv.Normal.dist(0.5, s0)  # noqa: E731
+    init = lambda s0=s0: jv.Normal.dist(0.5, s0)  # noqa: E731
     add(case("GaussianRandomWalk", jv.GaussianRandomWalk, dict(mu=m, sigma=s, init_dist=init), 2 * normal(6),
              lambda v, m=m, s=s, s0=s0: grw_ref(v, m, s, st.norm(0.5, s0).logpdf)))
     add(case("GaussianRandomWalk-steps", jv.GaussianRandomWalk, dict(mu=m, sigma=s, init_dist=init, steps=4),
              2 * normal(5), lambda v, m=m, s=s, s0=s0: grw_ref(v, m, s, st.norm(0.5, s0).logpdf)))
     m3, s3, c3 = normal(3), pos(3), normal(3)
     add(case("GaussianRandomWalk-batched", jv.GaussianRandomWalk,
-             dict(mu=m3, sigma=s3, init_dist=lambda: jv.Cauchy.dist(c3, 2.0)), 2 * normal((3, 6)),
+             dict(mu=m3, sigma=s3, init_dist=lambda c3=c3: jv.Cauchy.dist(c3, 2.0)), 2 * normal((3, 6)),
              lambda v, m=m3, s=s3, c=c3: grw_ref(v, m, s, st.cauchy(c, 2.0).logpdf)))
     return C
 
@@ -472,6 +479,30 @@ def test_observed_logp_matches_scipy(cls, kwargs, value, ref):
     assert np.isfinite(expected)
     assert got.dtype == jnp.float64
     np.testing.assert_allclose(float(got), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_parameters_given_as_nodes():
+    """Data nodes and expressions as parameters (upper chol, truncation bounds, weights) give the same densities."""
+    r = np.random.default_rng(5)
+    A = r.normal(size=(3, 3))
+    cov, mu = A @ A.T + 3 * np.eye(3), r.normal(size=3)
+    x = r.normal(size=(4, 3))
+    w, muK = np.array([0.3, 0.7]), r.normal(size=2)
+    with jv.Model() as m:
+        U = jv.Data("U", np.linalg.cholesky(cov).T)
+        jv.MvNormal("mv", mu=jv.Data("mu", mu), chol=U, lower=False, observed=x)
+        lo = jv.Data("lo", np.array([-1.0, 0.0, 0.5]))
+        jv.TruncatedNormal("tn", mu=0.2, sigma=jv.Data("s", 2.0) * 0.5, lower=lo, upper=lo + 2.0,
+                           observed=np.array([0.0, 1.0, 2.0]))
+        jv.NormalMixture("nm", w=jv.Data("w", w), mu=jv.Data("muK", muK), sigma=1.0, observed=x[0])
+    terms = jax.jit(m.compile().logp_terms)(jnp.zeros(0))
+    np.testing.assert_allclose(float(terms["mv"]), mvn_ref(x, mu, cov).sum(), rtol=RTOL)
+    lo_ = np.array([-1.0, 0.0, 0.5])
+    np.testing.assert_allclose(float(terms["tn"]),
+                               st.truncnorm((lo_ - 0.2), (lo_ + 2 - 0.2), 0.2, 1.0).logpdf([0.0, 1.0, 2.0]).sum(),
+                               rtol=RTOL)
+    ref_nm = mixture_ref(x[0], w, [lambda v, m=m_: st.norm(m, 1.0).logpdf(v) for m_ in muK])
+    np.testing.assert_allclose(float(terms["nm"]), ref_nm.sum(), rtol=RTOL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -681,6 +712,20 @@ def test_lkj_cholesky_cov_normalised_n2():
     assert abs(total - 1.0) < 1e-5, total
 
 
+def test_truncated_normal_infinite_bounds_mean_no_bound():
+    """As in PyMC, lower=-inf / upper=inf are the same as no bound."""
+    with jv.Model() as m:
+        jv.TruncatedNormal("a", mu=0.3, sigma=2.0, lower=-np.inf, upper=np.inf)
+        jv.TruncatedNormal("b", mu=0.3, sigma=2.0, lower=-np.inf, upper=1.0)
+        jv.TruncatedNormal("c", mu=0.3, sigma=2.0, lower=0.0, upper=np.inf)
+        jv.TruncatedNormal("y", mu=0.3, sigma=2.0, lower=-np.inf, upper=1.0, observed=np.array([0.5, -3.0]))
+    cm = m.compile()
+    assert cm.value_names == ["a", "b_upperbound__", "c_lowerbound__"]
+    np.testing.assert_allclose(float(jax.jit(cm.logp_terms)(cm.initial_point())["y"]),
+                               st.truncnorm(-np.inf, (1.0 - 0.3) / 2.0, 0.3, 2.0).logpdf([0.5, -3.0]).sum(),
+                               rtol=RTOL)
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. parameter checks, parameterisations, free discrete variables, observed support
 # ---------------------------------------------------------------------------------------------
@@ -697,6 +742,12 @@ BAD_PARAMS = [
     pytest.param(lambda: jv.InverseGamma("x", alpha=1.0, beta=-1.0), "beta", id="InverseGamma"),
     pytest.param(lambda: jv.Beta("x", 1.0, -2.0), "beta", id="Beta"),
     pytest.param(lambda: jv.Beta("x", mu=1.5, sigma=0.1), "mu", id="Beta-mu"),
+    pytest.param(lambda: jv.Beta("x", mu=0.5, sigma=0.6), "sigma", id="Beta-sigma-too-large"),
+    pytest.param(lambda: jv.Uniform("x", 3.0, 1.0), "lower", id="Uniform-reversed"),
+    pytest.param(lambda: jv.Uniform("x", np.zeros(2), np.array([1.0, 0.0])), "lower", id="Uniform-empty"),
+    pytest.param(lambda: jv.TruncatedNormal("x", lower=2.0, upper=1.0), "lower", id="TruncatedNormal-reversed"),
+    pytest.param(lambda: jv.TruncatedNormal("x", lower=np.nan), "lower", id="TruncatedNormal-nan-bound"),
+    pytest.param(lambda: jv.TruncatedNormal("x", upper=-np.inf), "upper", id="TruncatedNormal-upper-minus-inf"),
     pytest.param(lambda: jv.Weibull("x", alpha=0.0, beta=1.0), "alpha", id="Weibull"),
     pytest.param(lambda: jv.ChiSquared("x", nu=-3.0), "nu", id="ChiSquared"),
     pytest.param(lambda: jv.TruncatedNormal("x", sigma=-1.0, lower=0.0), "sigma", id="TruncatedNormal"),

@@ -17,6 +17,8 @@ from .compiled import CompiledModel
 from .distributions import *  # noqa: F401,F403
 from .distributions import __all__ as _distributions
 from .graph import Node, lift
+from .plots import plot_compare, plot_hist, plot_tracker
+from .sampling import sample, sample_posterior_predictive, sample_prior_predictive
 from .model import Data, Deterministic, Model, Potential, modelcontext, set_data
 
 __version__ = "0.1.0.dev0"
@@ -24,6 +26,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "callbacks", "optimizers", "Approximation", "FullRank", "MeanField", "load", "sample_approx",
     "ADVI", "FullRankADVI", "Inference", "KLqp", "fit",
+    "sample", "sample_posterior_predictive", "sample_prior_predictive", "plot_compare", "plot_hist", "plot_tracker",
     "adadelta", "adagrad", "adagrad_window", "adam", "adamax", "apply_momentum", "apply_nesterov_momentum",
     "momentum", "nesterov_momentum", "norm_constraint", "rmsprop", "sgd", "total_norm_constraint",
     "math", "enable_x64", "floatX", "CompiledModel", "Node", "lift",

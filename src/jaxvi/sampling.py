@@ -343,11 +343,11 @@ def _posterior_dict(trace) -> dict:
     return {name: np.asarray(ds[name].values) for name in ds.data_vars}
 
 
-def _split_var_names(cm: CompiledModel, var_names, default_observed: bool = True):
+def _split_var_names(cm: CompiledModel, var_names):
     model = cm.model
     observed_names = [rv.name for rv in cm.observed_rvs]
     if var_names is None:
-        return (observed_names if default_observed else []), []
+        return observed_names, []
     if isinstance(var_names, str):
         var_names = [var_names]
     observed, others = [], []
@@ -375,6 +375,14 @@ def _chunk_size(cm: CompiledModel, n: int, observed, others, batch) -> int:
     return int(max(1, min(n, _CHUNK_ELEMENTS // max(width, 1))))
 
 
+def _data_groups(cm: CompiledModel, batch) -> dict:
+    """``observed_data`` and ``constant_data`` (Data variables) at the given data."""
+    observed = {rv.name: np.asarray(batch[rv.observed.key]) for rv in cm.observed_rvs
+                if getattr(rv.observed, "key", None) in batch}
+    constant = {d.name: np.asarray(batch[d.key]) for d in cm.model.data_vars}
+    return {"observed_data": observed, "constant_data": constant}
+
+
 def _add_groups(trace, new):
     """Put the groups of ``new`` into ``trace`` (replacing same-named ones); return ``trace``."""
     if hasattr(trace, "extend") and not hasattr(trace, "children"):  # arviz 0.x InferenceData
@@ -396,9 +404,10 @@ def sample_posterior_predictive(trace, model=None, var_names=None, random_seed=N
     predictions for the new data.  ``var_names``: observed variables to draw (default all); the
     names of Deterministics are accepted too and are recomputed with the current data.
 
-    Returns InferenceData with a ``posterior_predictive`` group (``predictions`` and
-    ``predictions_constant_data`` with ``predictions=True``) of shape (chain, draw, *shape); with
-    ``extend_inferencedata=True`` the groups are added to ``trace`` in place and ``trace`` is returned.
+    Returns InferenceData with ``posterior_predictive`` (chain, draw, *shape), ``observed_data``
+    and ``constant_data`` groups; with ``predictions=True`` the groups are ``predictions`` and
+    ``predictions_constant_data`` (the current Data).  With ``extend_inferencedata=True`` the new
+    groups are added to ``trace`` in place (replacing same-named ones) and ``trace`` is returned.
     """
     model = modelcontext(model, what="sample_posterior_predictive")
     cm = model.compile()
@@ -434,14 +443,17 @@ def sample_posterior_predictive(trace, model=None, var_names=None, random_seed=N
             res = fn(keys[idx], tuple(v[idx] for v in values), batch)
             pieces.append({k: np.asarray(v)[: stop - start] for k, v in res.items()})
             if progressbar:
-                print(f"posterior predictive: {stop}/{n} draws", flush=True)
+                print(f"posterior predictive: {stop}/{n} draws", file=sys.stderr, flush=True)
         for name in (*observed, *others):
             arr = np.concatenate([p[name] for p in pieces])
             out[name] = arr.reshape(lead + arr.shape[1:])
-    group = "predictions" if predictions else "posterior_predictive"
-    groups = {group: out}
+    constant = _data_groups(cm, batch)
     if predictions:
-        groups["predictions_constant_data"] = {d.name: np.asarray(batch[d.key]) for d in cm.model.data_vars}
+        groups = {"predictions": out, "predictions_constant_data": constant["constant_data"]}
+    elif extend_inferencedata:
+        groups = {"posterior_predictive": out}
+    else:
+        groups = {"posterior_predictive": out, **constant}
     new = make_inference_data(cm.model, groups, attrs=_attrs(sampler="posterior predictive"))
     return _add_groups(trace, new) if extend_inferencedata else new
 
@@ -473,9 +485,5 @@ def sample_prior_predictive(draws: int = 500, model=None, var_names=None, random
             raise ValueError(f"var_names {unknown} are neither free, Deterministic nor observed variables")
     prior = posterior_values(cm, flat[None], var_names=latent_names, batch=batch) if latent_names else {}
     prior_predictive = {n: np.asarray(obs[n])[None] for n in observed_names}
-    observed = {rv.name: np.asarray(batch[rv.observed.key]) for rv in cm.observed_rvs
-                if getattr(rv.observed, "key", None) in batch}
-    constant = {d.name: np.asarray(batch[d.key]) for d in cm.model.data_vars}
-    groups = {"prior": prior, "prior_predictive": prior_predictive, "observed_data": observed,
-              "constant_data": constant}
+    groups = {"prior": prior, "prior_predictive": prior_predictive, **_data_groups(cm, batch)}
     return make_inference_data(cm.model, groups, attrs=_attrs(sampler="prior predictive"))

@@ -98,8 +98,11 @@ class CholeskyCovPacked(Transform):
 
     def __init__(self, n: int):
         self.n = int(n)
-        self.codomain = _CholeskyCovPacked(n)
         self._diag = diag_indices(n)
+
+    @property
+    def codomain(self):
+        return _CholeskyCovPacked(self.n)
 
     def __call__(self, x):
         return x.at[..., self._diag].set(jnp.exp(x[..., self._diag]))

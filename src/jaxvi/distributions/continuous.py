@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as npd
 from numpyro.distributions import constraints as C
 from numpyro.distributions.util import promote_shapes, validate_sample
 
+from ..graph import Node
 from .base import Continuous
 
 __all__ = [
@@ -27,6 +29,31 @@ def _one_of(what: dict, default=None):
             raise ValueError(f"give one of {', '.join(what)}")
         return None, default
     return next(iter(given.items()))
+
+
+def _constant(*values) -> bool:
+    """Whether all of ``values`` are known now (not model nodes), so cross-parameter checks can run."""
+    return not any(isinstance(v, Node) for v in values)
+
+
+def _check_below(lower, upper, names=("lower", "upper")):
+    """Constant bounds must be ordered (a reversed interval gives NaN densities, not an error)."""
+    if lower is not None and upper is not None and _constant(lower, upper):
+        if not np.all(np.asarray(lower, dtype=np.float64) < np.asarray(upper, dtype=np.float64)):
+            raise ValueError(f"parameter {names[0]} must be below {names[1]}, got {lower!r} and {upper!r}")
+
+
+def _bound(value, name, sign):
+    """A truncation bound: None for no bound (None or a constant +-inf, as PyMC allows)."""
+    if value is None or not _constant(value):
+        return value
+    arr = np.asarray(value, dtype=np.float64)
+    if np.all(arr == sign * np.inf):
+        return None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"parameter {name} must be finite (or {'-' if sign < 0 else ''}inf for no bound), "
+                         f"got {value!r}")
+    return value
 
 
 def _sigma(sigma=None, tau=None, default=1.0, alt="tau"):
@@ -244,6 +271,11 @@ class Beta(Continuous):
         if alpha is not None and beta is not None and mu is None and sigma is None and nu is None:
             return {"concentration1": alpha, "concentration0": beta}
         if mu is not None and (sigma is None) != (nu is None) and alpha is None and beta is None:
+            if sigma is not None and _constant(mu, sigma):
+                m = np.asarray(mu, dtype=np.float64)
+                if not np.all(np.asarray(sigma, dtype=np.float64) ** 2 < m * (1.0 - m)):
+                    raise ValueError(f"parameter sigma must be below sqrt(mu * (1 - mu)), got sigma={sigma!r}, "
+                                     f"mu={mu!r}")
             kappa = mu * (1.0 - mu) / sigma**2 - 1.0 if sigma is not None else nu
             return {"concentration1": mu * kappa, "concentration0": (1.0 - mu) * kappa}
         raise ValueError("give alpha and beta, or mu and sigma, or mu and nu")
@@ -260,6 +292,7 @@ class Uniform(Continuous):
 
     @staticmethod
     def parameterize(lower=0.0, upper=1.0):
+        _check_below(lower, upper)
         return {"low": lower, "high": upper}
 
     @staticmethod
@@ -298,6 +331,8 @@ class TruncatedNormal(Continuous):
 
     @staticmethod
     def parameterize(mu=0.0, sigma=None, tau=None, lower=None, upper=None):
+        lower, upper = _bound(lower, "lower", -1), _bound(upper, "upper", 1)
+        _check_below(lower, upper)
         return {"loc": mu, "scale": _sigma(sigma, tau), "low": lower, "high": upper}
 
     @staticmethod

@@ -1,0 +1,115 @@
+"""NumPyro runner (peers venv): the same models as numpyro model functions, fitted with SVI.
+
+Guides: ``AutoNormal`` (mean-field, for "advi") and ``AutoMultivariateNormal`` (full-rank, for
+"fullrank_advi"), started at PyMC's initial point with PyMC's starting scale; the optimiser is
+PyMC's default ``adagrad_window`` written in optax (``optim.py``), unless ``BENCH_NUMPYRO_OPTIM``
+names another (``adam``/``adagrad``).  Float32, NumPyro's default.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import numpyro
+import numpyro.distributions as dist
+from numpyro.infer import SVI, Predictive, Trace_ELBO
+from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+from numpyro.infer.initialization import init_to_value
+
+import cases
+from optim import make_optimizer
+
+LABEL = "NumPyro"
+OPTIMIZER = os.environ.get("BENCH_NUMPYRO_OPTIM", "adagrad_window")
+
+
+def versions() -> dict:
+    import optax
+
+    return {"numpyro": numpyro.__version__, "jax": jax.__version__, "optax": optax.__version__,
+            "numpyro_optimizer": OPTIMIZER}
+
+
+def _models():
+    def gaussian(data):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        sd = numpyro.sample("sd", dist.HalfNormal(1.0))
+        with numpyro.plate("obs", data.shape[0]):
+            numpyro.sample("n", dist.Normal(mu, sd), obs=data)
+
+    def mvnormal(mu, cov):
+        numpyro.sample("density", dist.MultivariateNormal(mu, covariance_matrix=cov))
+
+    def mixture(w, mu, sigma):
+        x = numpyro.sample("x", dist.MixtureSameFamily(dist.Categorical(probs=w), dist.Normal(mu, sigma)))
+        numpyro.deterministic("x2", x**2)
+        numpyro.deterministic("sin_x", jnp.sin(x))
+
+    def logistic(x, y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+        beta = numpyro.sample("beta", dist.Normal(0.0, 5.0))
+        theta = numpyro.deterministic("theta", mu + beta * x)
+        with numpyro.plate("obs", x.shape[0]):
+            numpyro.sample("y", dist.Bernoulli(logits=theta), obs=y)
+
+    def hierarchical(idx, y, groups):
+        mu_mu = numpyro.sample("mu_mu", dist.Normal(0.0, 10.0))
+        sigma_mu = numpyro.sample("sigma_mu", dist.HalfNormal(5.0))
+        with numpyro.plate("group", groups):
+            group_mu = numpyro.sample("group_mu", dist.Normal(mu_mu, sigma_mu))
+        with numpyro.plate("obs", y.shape[0]):
+            numpyro.sample("y_obs", dist.Normal(group_mu[idx], 1.0), obs=y)
+
+    return locals()
+
+
+MODELS = _models()
+DETERMINISTICS = {"mixture": ["x2", "sin_x"], "logistic": ["theta"]}
+
+
+class Built:
+    def __init__(self, case):
+        d = cases.data(case)
+        f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+        if case == "gaussian":
+            self.kwargs = {"data": f32(d["data"])}
+        elif case == "mvnormal":
+            self.kwargs = {"mu": f32(d["mu"]), "cov": f32(d["cov"])}
+        elif case == "mixture":
+            self.kwargs = {"w": f32(d["w"]), "mu": f32(d["mu"]), "sigma": f32(d["sigma"])}
+        elif case == "logistic":
+            self.kwargs = {"x": f32(d["x"]), "y": f32(d["y"])}
+        elif case == "hierarchical":
+            self.kwargs = {"idx": jnp.asarray(d["idx"], jnp.int32), "y": f32(d["y"]), "groups": d["groups"]}
+        self.model = MODELS[case]
+        self.case = case
+        self.svi = {}  # method -> (guide, svi): a second fit of the same model reuses them
+
+
+def build(case: str):
+    return Built(case)
+
+
+def fit(model: Built, case: str, method: str, n: int):
+    if method not in model.svi:
+        init = init_to_value(values={k: jnp.asarray(v, jnp.float32) for k, v in cases.INITIAL_POINT[case].items()})
+        cls = {"advi": AutoNormal, "fullrank_advi": AutoMultivariateNormal}[method]
+        guide = cls(model.model, init_loc_fn=init, init_scale=cases.START_SIGMA[method])
+        model.svi[method] = (guide, SVI(model.model, guide, make_optimizer(OPTIMIZER), Trace_ELBO()))
+    guide, svi = model.svi[method]
+    res = svi.run(jax.random.PRNGKey(0), n, progress_bar=False, **model.kwargs)
+    losses = np.asarray(res.losses, dtype=float)  # blocks until the fit is done
+    return (guide, res.params), losses
+
+
+def draw(model: Built, fitted, case: str, draws: int) -> dict:
+    guide, params = fitted
+    sites = cases.REPORT_VARS[case] + DETERMINISTICS.get(case, [])
+    pred = Predictive(model.model, guide=guide, params=params, num_samples=draws, return_sites=sites)
+    samples = pred(jax.random.PRNGKey(1), **model.kwargs)
+    samples = jax.block_until_ready(samples)
+    return {v: np.asarray(samples[v]).mean(0).tolist() for v in cases.REPORT_VARS[case]}

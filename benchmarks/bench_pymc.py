@@ -1,0 +1,64 @@
+"""PyMC runner (peers venv): the same models with ``pm.`` (float64, PyMC's default)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import pymc as pm
+
+import cases
+
+LABEL = "PyMC"
+
+
+def versions() -> dict:
+    import pytensor
+
+    return {"pymc": pm.__version__, "pytensor": pytensor.__version__,
+            "floatX": pytensor.config.floatX, "cxx": bool(pytensor.config.cxx)}
+
+
+def build(case: str):
+    d = cases.data(case)
+    if case == "gaussian":
+        with pm.Model() as model:
+            mu = pm.Normal("mu", mu=0, sigma=1)
+            sd = pm.HalfNormal("sd", sigma=1)
+            pm.Normal("n", mu=mu, sigma=sd, observed=d["data"])
+    elif case == "mvnormal":
+        with pm.Model() as model:
+            pm.MvNormal("density", mu=d["mu"], cov=d["cov"], shape=2)
+    elif case == "mixture":
+        with pm.Model() as model:
+            x = pm.NormalMixture("x", w=d["w"], mu=d["mu"], sigma=d["sigma"])
+            pm.Deterministic("x2", x**2)
+            pm.Deterministic("sin_x", pm.math.sin(x))
+    elif case == "logistic":
+        with pm.Model() as model:
+            mu = pm.Normal("mu", 0, sigma=5)
+            beta = pm.Normal("beta", 0, sigma=5)
+            theta = pm.Deterministic("theta", mu + beta * d["x"])
+            pm.Bernoulli("y", p=pm.math.invlogit(theta), observed=d["y"])
+    elif case == "hierarchical":
+        g = d["groups"]
+        with pm.Model(coords={"group": [f"g{i}" for i in range(g)]}) as model:
+            mu_mu = pm.Normal("mu_mu", mu=0, sigma=10)
+            sigma_mu = pm.HalfNormal("sigma_mu", sigma=5)
+            group_mu = pm.Normal("group_mu", mu=mu_mu, sigma=sigma_mu, dims="group")
+            pm.Normal("y_obs", mu=group_mu[d["idx"]], sigma=1, observed=d["y"])
+    else:
+        raise KeyError(case)
+    return model
+
+
+def fit(model, case: str, method: str, n: int):
+    with model:
+        approx = pm.fit(n, method=method, progressbar=False, random_seed=0)
+    return approx, np.asarray(approx.hist, dtype=float)
+
+
+def draw(model, fitted, case: str, draws: int) -> dict:
+    idata = fitted.sample(draws, random_seed=0)
+    post = idata.posterior
+    return {v: np.asarray(post[v]).reshape(-1, *np.shape(post[v])[2:]).mean(0).tolist()
+            for v in cases.REPORT_VARS[case]}

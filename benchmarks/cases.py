@@ -1,0 +1,102 @@
+"""The benchmark cases: data and sizes shared by every library.
+
+Only numpy is imported here, so this module loads in the jaxvi venv and in the peers venv
+(PyMC, NumPyro) alike.  The data are generated exactly as in ``jaxvi.demo`` (numpy
+``default_rng`` seeds), so every library fits the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+DRAWS = 1000  # posterior draws after the fit (part of "cold time to result")
+SMALL_N = 10  # the short fit that measures a fit call's fixed cost
+WARM_REPEATS = 2  # warm fit = best of this many full fits after the first one
+LOSS_WINDOW = 1000  # final loss = mean of the last LOSS_WINDOW -ELBO values
+
+# (case, method, n): the sizes from the issue.  method uses PyMC's names.
+RUNS = [
+    ("gaussian", "advi", 50_000),
+    ("mvnormal", "advi", 40_000),
+    ("mvnormal", "fullrank_advi", 40_000),
+    ("mixture", "advi", 10_000),
+    ("logistic", "advi", 20_000),
+    ("logistic", "fullrank_advi", 10_000),
+    ("hierarchical", "advi", 20_000),
+]
+
+DESCRIPTIONS = {
+    "gaussian": "mu ~ N(0,1), sd ~ HalfNormal(1), 100 standard-normal observations",
+    "mvnormal": "2-D MvNormal, cov [[1, .8], [.8, 1]], no data",
+    "mixture": "NormalMixture w=[.2,.8], mu=[-.3,.5], sigma=[.1,.1], no data (+ Deterministics x**2, sin x)",
+    "logistic": "logistic regression, N=100, one predictor: mu, beta ~ N(0,5), y ~ Bernoulli(invlogit(mu + beta x))",
+    "hierarchical": "8 groups x 50 obs: mu_mu ~ N(0,10), sigma_mu ~ HalfNormal(5), group_mu ~ N(mu_mu, sigma_mu), y ~ N(group_mu[g], 1)",
+}
+
+# -- data (as in jaxvi.demo) ----------------------------------------------------------------------
+
+
+def gaussian_data(seed: int = 0):
+    return {"data": np.random.default_rng(seed).normal(size=100)}
+
+
+def mvnormal_data():
+    return {"mu": np.zeros(2), "cov": np.array([[1.0, 0.8], [0.8, 1.0]])}
+
+
+def mixture_data():
+    return {"w": np.array([0.2, 0.8]), "mu": np.array([-0.3, 0.5]), "sigma": np.array([0.1, 0.1])}
+
+
+def logistic_data(seed: int = 0, n: int = 100):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    y = rng.random(n) < 1.0 / (1.0 + np.exp(-(0.5 + 1.5 * x)))
+    return {"x": x, "y": y.astype(np.int64)}
+
+
+def hierarchical_data(seed: int = 0, groups: int = 8, per_group: int = 50):
+    rng = np.random.default_rng(seed)
+    true_means = rng.normal(1.0, 2.0, size=groups)
+    idx = np.repeat(np.arange(groups), per_group)
+    y = rng.normal(true_means[idx], 1.0)
+    return {"idx": idx, "y": y, "groups": groups, "true_means": true_means}
+
+
+DATA = {
+    "gaussian": gaussian_data,
+    "mvnormal": mvnormal_data,
+    "mixture": mixture_data,
+    "logistic": logistic_data,
+    "hierarchical": hierarchical_data,
+}
+
+
+def data(case: str) -> dict:
+    return DATA[case]()
+
+
+# PyMC's initial point (its "support point" of each prior), in constrained space.  jaxvi starts
+# there too; NumPyro's guides and the hand-fused limit are started there (loc) so that every
+# library begins from the same place and the final losses compare like for like.
+INITIAL_POINT = {
+    "gaussian": {"mu": 0.0, "sd": SQRT_2_OVER_PI},
+    "mvnormal": {"density": np.zeros(2)},
+    "mixture": {"x": 0.2 * -0.3 + 0.8 * 0.5},
+    "logistic": {"mu": 0.0, "beta": 0.0},
+    "hierarchical": {"mu_mu": 0.0, "sigma_mu": 5.0 * SQRT_2_OVER_PI, "group_mu": np.zeros(8)},
+}
+
+# The variables whose posterior means are reported (a sanity check that fits agree).
+REPORT_VARS = {
+    "gaussian": ["mu", "sd"],
+    "mvnormal": ["density"],
+    "mixture": ["x"],
+    "logistic": ["mu", "beta"],
+    "hierarchical": ["mu_mu", "sigma_mu"],
+}
+
+# Start scale of every unconstrained coordinate, as in PyMC (and jaxvi): MeanField starts at
+# rho = 0, sigma = softplus(0) = log 2; FullRank starts at L = identity, sigma = 1.
+START_SIGMA = {"advi": float(np.log(2.0)), "fullrank_advi": 1.0}

@@ -1,0 +1,178 @@
+"""The "limit": a hand-fused ``jax.lax.scan`` of the same ADVI step, written directly in JAX.
+
+For each case the log-density on the unconstrained space (log-Jacobians included) is written by
+hand in ``jax.numpy``; one step takes eps ~ N(0, I) (all n draws are generated up front,
+inside the same jitted function, as they do not depend on the parameters), sets z = mu + L eps
+(mean-field: L = diag(softplus(rho)); full-rank: lower-triangular with a softplus diagonal, as
+jaxvi), takes the gradient of the one-sample -ELBO ``log q(z) - log p(z)`` and applies PyMC's ``adagrad_window``
+(``optim.py``, optax).  The whole n-step fit is one jitted scan: nothing else runs per step, so
+its warm time is what the step costs on this machine.  Same start as PyMC/jaxvi (the model's
+initial point, sigma log 2 / 1), float32.  Runs in the jaxvi venv (jax + optax only).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import cases
+from optim import adagrad_window
+
+LABEL = "limit (hand-fused JAX)"
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def versions() -> dict:
+    import optax
+
+    return {"jax": jax.__version__, "optax": optax.__version__}
+
+
+def _normal(x, m, s):
+    return -0.5 * ((x - m) / s) ** 2 - jnp.log(s) - _HALF_LOG_2PI
+
+
+def _halfnormal(x, s):
+    return math.log(2.0) + _normal(x, 0.0, s)
+
+
+class Case:
+    """``logp(z)`` on the unconstrained space, ``z0`` (the initial point), and ``constrain(z)``."""
+
+    def __init__(self, case: str):
+        d = cases.data(case)
+        f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+        ip = cases.INITIAL_POINT[case]
+        self.case = case
+        if case == "gaussian":
+            data = f32(d["data"])
+
+            def logp(z):
+                mu, u = z[0], z[1]
+                sd = jnp.exp(u)
+                return _normal(mu, 0.0, 1.0) + _halfnormal(sd, 1.0) + u + jnp.sum(_normal(data, mu, sd))
+
+            self.z0 = [ip["mu"], math.log(ip["sd"])]
+            self.constrain = lambda z: {"mu": z[..., 0], "sd": jnp.exp(z[..., 1])}
+        elif case == "mvnormal":
+            cov = np.asarray(d["cov"])
+            prec = f32(np.linalg.inv(cov))
+            const = float(-0.5 * np.linalg.slogdet(2 * np.pi * cov)[1])
+            mean = f32(d["mu"])
+
+            def logp(z):
+                r = z - mean
+                return -0.5 * r @ prec @ r + const
+
+            self.z0 = list(ip["density"])
+            self.constrain = lambda z: {"density": z}
+        elif case == "mixture":
+            logw, mu, sg = f32(np.log(d["w"])), f32(d["mu"]), f32(d["sigma"])
+
+            def logp(z):
+                return jax.nn.logsumexp(logw + _normal(z[0], mu, sg))
+
+            self.z0 = [ip["x"]]
+            self.constrain = lambda z: {"x": z[..., 0], "x2": z[..., 0] ** 2, "sin_x": jnp.sin(z[..., 0])}
+        elif case == "logistic":
+            x, y = f32(d["x"]), f32(d["y"])
+
+            def logp(z):
+                mu, beta = z[0], z[1]
+                theta = mu + beta * x
+                return _normal(mu, 0.0, 5.0) + _normal(beta, 0.0, 5.0) + jnp.sum(y * theta - jax.nn.softplus(theta))
+
+            self.z0 = [ip["mu"], ip["beta"]]
+            self.constrain = lambda z: {"mu": z[..., 0], "beta": z[..., 1],
+                                        "theta": z[..., :1] + z[..., 1:2] * x}
+        elif case == "hierarchical":
+            idx, y = jnp.asarray(d["idx"], jnp.int32), f32(d["y"])
+
+            def logp(z):
+                mu_mu, u, g = z[0], z[1], z[2:]
+                s = jnp.exp(u)
+                return (_normal(mu_mu, 0.0, 10.0) + _halfnormal(s, 5.0) + u + jnp.sum(_normal(g, mu_mu, s))
+                        + jnp.sum(_normal(y, g[idx], 1.0)))
+
+            self.z0 = [ip["mu_mu"], math.log(ip["sigma_mu"]), *ip["group_mu"]]
+            self.constrain = lambda z: {"mu_mu": z[..., 0], "sigma_mu": jnp.exp(z[..., 1]), "group_mu": z[..., 2:]}
+        else:
+            raise KeyError(case)
+        self.logp = logp
+        self.z0 = jnp.asarray(np.asarray(self.z0, dtype=np.float32))
+        self.dim = int(self.z0.shape[0])
+
+
+def _softplus_inv(x: float) -> float:
+    return float(x + math.log(-math.expm1(-x)))
+
+
+def _init(c: Case, method: str):
+    d = c.dim
+    s0 = _softplus_inv(cases.START_SIGMA[method])
+    if method == "advi":
+        return {"mu": c.z0, "rho": jnp.full((d,), s0, jnp.float32)}
+    return {"mu": c.z0, "L": jnp.diag(jnp.full((d,), s0, jnp.float32))}
+
+
+def _scale_tril(params):
+    if "rho" in params:
+        return None
+    raw = jnp.tril(params["L"])
+    return raw - jnp.diag(jnp.diag(raw)) + jnp.diag(jax.nn.softplus(jnp.diag(raw)))
+
+
+def _sample(params, eps):
+    """z = mu + L eps and log q(z) (written through eps: the same function of the parameters)."""
+    d = eps.shape[-1]
+    if "rho" in params:
+        sd = jax.nn.softplus(params["rho"])
+        z = params["mu"] + sd * eps
+        logdet = jnp.sum(jnp.log(sd))
+    else:
+        L = _scale_tril(params)
+        z = params["mu"] + eps @ L.T
+        logdet = jnp.sum(jnp.log(jnp.diag(L)))
+    logq = -0.5 * jnp.sum(eps**2, -1) - d * _HALF_LOG_2PI - logdet
+    return z, logq
+
+
+@partial(jax.jit, static_argnames=("logp", "n"))
+def _run(params, key, *, logp, n):
+    tx = adagrad_window()
+    d = params["mu"].shape[0]
+    eps_all = jax.random.normal(key, (n, d), jnp.float32)  # the draws do not depend on the parameters
+
+    def loss_fn(p, eps):
+        z, logq = _sample(p, eps)
+        return logq - logp(z)
+
+    def step(carry, eps):
+        p, s = carry
+        loss, g = jax.value_and_grad(loss_fn)(p, eps)
+        u, s = tx.update(g, s, p)
+        return (jax.tree_util.tree_map(jnp.add, p, u), s), loss
+
+    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), eps_all)
+    return params, losses
+
+
+def build(case: str):
+    return Case(case)
+
+
+def fit(c: Case, case: str, method: str, n: int):
+    params, losses = _run(_init(c, method), jax.random.PRNGKey(0), logp=c.logp, n=n)
+    losses = np.asarray(jax.block_until_ready(losses), dtype=float)
+    return params, losses
+
+
+def draw(c: Case, params, case: str, draws: int) -> dict:
+    eps = jax.random.normal(jax.random.PRNGKey(1), (draws, c.dim), jnp.float32)
+    z, _ = _sample(params, eps)
+    out = jax.block_until_ready(c.constrain(z))
+    return {v: np.asarray(out[v]).mean(0).tolist() for v in cases.REPORT_VARS[case]}

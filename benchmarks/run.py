@@ -1,0 +1,301 @@
+"""jaxvi vs PyMC vs NumPyro SVI vs a hand-fused JAX loop, on the seed cases (``make bench``).
+
+Every (case, method, library) is measured by ``worker.py`` in a fresh process; this script
+starts them one after another, collects their JSON lines and writes ``results.json`` (raw) and
+``results.md`` (the tables).  A library that fails on a case gets its error text in the table.
+
+    python benchmarks/run.py [--jaxvi-python .venv/bin/python]
+                             [--peers-python benchmarks/.venv-peers/bin/python]
+                             [--only CASE ...] [--libs jaxvi pymc numpyro limit] [--scale 0.1]
+
+Besides the standard library only numpy is needed here (through ``cases.py``); ``make bench``
+runs it with the jaxvi venv's python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import cases  # noqa: E402  (numpy only)
+
+MARK = "BENCH_RESULT "
+# library key -> (runner module, which venv, label in the tables)
+LIBS = {
+    "jaxvi": ("bench_jaxvi", "jaxvi", "jaxvi"),
+    "pymc": ("bench_pymc", "peers", "PyMC"),
+    "numpyro": ("bench_numpyro", "peers", "NumPyro"),
+    "limit": ("limit", "jaxvi", "limit (hand-fused JAX)"),
+}
+METHOD_LABEL = {"advi": "ADVI (mean-field)", "fullrank_advi": "full-rank ADVI"}
+
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        nproc = str(os.cpu_count())
+    return {"nproc": nproc, "cpu": cpu, "platform": platform.platform(), "python": platform.python_version()}
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def run_worker(python: str, module: str, case: str, method: str, n: int, timeout: float) -> dict:
+    """One fresh process; returns the worker's record or {"error": ...}."""
+    env = dict(os.environ)
+    env.pop("JAX_ENABLE_X64", None)
+    cmd = [python, os.path.join(HERE, "worker.py"), module, case, method, str(n)]
+    env["BENCH_T_SPAWN"] = repr(time.time())
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s", "wall_s": time.perf_counter() - t0}
+    except OSError as exc:
+        return {"error": f"could not start {python}: {exc}", "wall_s": time.perf_counter() - t0}
+    wall = time.perf_counter() - t0
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            rec = json.loads(line[len(MARK):])
+            rec["wall_s"] = wall
+            return rec
+    err = [ln for ln in (proc.stderr or proc.stdout or "").strip().splitlines() if ln.strip()]
+    msg = err[-1] if err else f"exit status {proc.returncode}, no output"
+    return {"error": msg, "returncode": proc.returncode, "stderr_tail": "\n".join(err[-25:]), "wall_s": wall}
+
+
+def derive(rec: dict) -> dict:
+    """The table's numbers from a worker record."""
+    if "error" in rec:
+        return rec
+    n = rec["n"]
+    steady = max(rec["warm_s"] - rec["small_s"], 0.0)  # the iterations alone (fixed cost removed)
+    rec["overhead_s"] = rec["fit1_s"] - steady
+    rec["it_per_s"] = n / rec["warm_s"] if rec["warm_s"] > 0 else float("nan")
+    rec["steady_it_per_s"] = n / steady if steady > 0 else float("nan")
+    return rec
+
+
+# -- markdown --------------------------------------------------------------------------------------
+
+
+def _f(x, digits=3):
+    if x is None or x != x:
+        return "n/a"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.{digits}g}" if abs(x) < 1 else f"{x:.2f}"
+
+
+def _ratio(a, b):
+    try:
+        if a is None or b is None or b == 0 or a != a or b != b:
+            return "n/a"
+        r = a / b
+    except TypeError:
+        return "n/a"
+    return f"{r:.3g}×"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:300]
+
+
+def _pm(v):
+    if isinstance(v, list):
+        return "[" + ", ".join(f"{x:.3g}" for x in v) + "]"
+    return f"{v:.3g}"
+
+
+def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
+    m = meta["machine"]
+    lines = ["# jaxvi benchmarks: jaxvi vs PyMC vs NumPyro SVI vs a hand-fused JAX loop", ""]
+    lines.append(f"Generated by `make bench` (`benchmarks/run.py`) on {meta['date']}; whole run "
+                 f"{meta['total_s']:.0f} s.")
+    lines.append("")
+    lines.append(f"- Machine: nproc = {m['nproc']}, CPU: {m['cpu']}; {m['platform']}, Python {m['python']}.")
+    lines.append(f"- Load average (1/5/15 min) at start: {meta['load_start']}; at end: {meta['load_end']}"
+                 " (other jobs on the machine inflate and scatter the times).")
+    v = meta["versions"]
+    vj, vp, vn, vl = v.get("jaxvi", {}), v.get("pymc", {}), v.get("numpyro", {}), v.get("limit", {})
+    lines.append(f"- jaxvi {vj.get('jaxvi', '?')} on jax {vj.get('jax', '?')} (float32); "
+                 f"PyMC {vp.get('pymc', '?')} on PyTensor {vp.get('pytensor', '?')} ({vp.get('floatX', '?')}, "
+                 f"C compiler {'yes' if vp.get('cxx') else 'no'}); "
+                 f"NumPyro {vn.get('numpyro', '?')} on jax {vn.get('jax', '?')}, optax {vn.get('optax', '?')} "
+                 f"(float32); limit on jax {vl.get('jax', '?')}, optax {vl.get('optax', '?')}.")
+    if meta.get("peers_error"):
+        lines.append(f"- Peers venv problem: {meta['peers_error']}")
+    lines += [
+        "",
+        "How each number is measured (each library and case in a fresh process, `benchmarks/worker.py`):",
+        "",
+        "- **cold time to result**: wall time from starting the process (before any import) through "
+        "imports, model build, compilation, the fit of n steps and 1000 posterior draws.",
+        "- **compile/overhead**: the first fit's time minus the steady-state cost of its n iterations "
+        "(steady state = warm fit − the time of a fit of 10 steps, i.e. a fit call's fixed cost removed).",
+        f"- **warm fit**: a later fit of the full n on the same model in the same process (best of "
+        f"{cases.WARM_REPEATS}); **it/s** = n / warm fit. It includes whatever a library redoes on every "
+        "fit call (PyMC rebuilds and compiles its step function, NumPyro's `SVI.run` re-traces and "
+        "re-compiles its scan); **fit-call fixed cost** is the time of a 10-step fit, which shows that part.",
+        f"- **final avg loss**: mean of the last {cases.LOSS_WINDOW} −ELBO values of the first fit "
+        "(one-sample estimates, as in PyMC's progress bar).",
+        "- Same data (numpy seeds, `benchmarks/cases.py`), same start (PyMC's initial point; sigma log 2 for "
+        "mean-field, 1 for full-rank) and the same optimiser for all four: PyMC's default `adagrad_window` "
+        f"(lr 1e-3, eps 0.1, n_win 10; NumPyro and the limit use it through optax, `benchmarks/optim.py`; "
+        f"NumPyro optimiser here: `{vn.get('numpyro_optimizer', '?')}`). Seed 0 everywhere.",
+        "- PyMC: PyTensor's on-disk C cache was primed by an untimed 10-step run of each case first "
+        "(as for anyone who has run PyMC before); JAX has no persistent compilation cache by default, so "
+        "jaxvi/NumPyro/limit compile from scratch in every process.",
+        "- **limit**: `benchmarks/limit.py`, the same reparameterised ELBO gradient step and optimiser as one "
+        "jitted `lax.scan` over n steps with the log-density written by hand in `jax.numpy`.",
+        "",
+    ]
+    by = {}
+    for r in results:
+        by.setdefault((r["case"], r["method"]), {})[r["lib"]] = r
+    for case, method, n in meta["runs"]:
+        recs = by.get((case, method), {})
+        lines.append(f"## {case} — {METHOD_LABEL.get(method, method)}, n = {n:,}")
+        lines.append("")
+        lines.append(f"{cases.DESCRIPTIONS[case]}.")
+        lines.append("")
+        lines.append("| library | cold time to result (s) | compile/overhead (s) | warm fit (s) | it/s "
+                     "| final avg loss | fit-call fixed cost (s) |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        for lib in meta["libs"]:
+            label = LIBS[lib][2]
+            r = recs.get(lib)
+            if r is None:
+                lines.append(f"| {label} | not run | | | | | |")
+            elif "error" in r:
+                lines.append(f"| {label} | error: {_cell(r['error'])} | — | — | — | — | — |")
+            else:
+                lines.append(f"| {label} | {_f(r['cold_s'])} | {_f(r['overhead_s'])} | {_f(r['warm_s'])} "
+                             f"| {r['it_per_s']:,.0f} | {r['final_loss']:.4g} | {_f(r['small_s'])} |")
+        lines.append("")
+        ok = {k: r for k, r in recs.items() if "error" not in r}
+        g = lambda lib, key: ok.get(lib, {}).get(key)  # noqa: E731
+        lines.append(
+            f"Ratios: jaxvi it/s ÷ PyMC it/s = **{_ratio(g('jaxvi', 'it_per_s'), g('pymc', 'it_per_s'))}**; "
+            f"jaxvi it/s ÷ NumPyro it/s = **{_ratio(g('jaxvi', 'it_per_s'), g('numpyro', 'it_per_s'))}**; "
+            f"jaxvi warm ÷ limit warm = **{_ratio(g('jaxvi', 'warm_s'), g('limit', 'warm_s'))}**; "
+            f"PyMC cold ÷ jaxvi cold = **{_ratio(g('pymc', 'cold_s'), g('jaxvi', 'cold_s'))}**; "
+            f"NumPyro cold ÷ jaxvi cold = **{_ratio(g('numpyro', 'cold_s'), g('jaxvi', 'cold_s'))}**.")
+        lines.append("")
+        pms = []
+        for lib in meta["libs"]:
+            r = ok.get(lib)
+            if r and r.get("posterior_mean"):
+                pms.append(f"{LIBS[lib][2]} " + ", ".join(f"{k}={_pm(v)}" for k, v in r["posterior_mean"].items()))
+        if pms:
+            lines.append("Posterior means of the 1000 draws: " + "; ".join(pms) + ".")
+            lines.append("")
+    errs = [r for r in results if "error" in r and r.get("stderr_tail")]
+    if errs:
+        lines += ["## Errors", ""]
+        for r in errs:
+            lines += [f"{LIBS[r['lib']][2]} on {r['case']} / {r['method']}:", "", "```", r["stderr_tail"], "```", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jaxvi-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
+    p.add_argument("--peers-python", default=os.path.join(HERE, ".venv-peers", "bin", "python"))
+    p.add_argument("--only", nargs="*", help="cases to run (default: all)")
+    p.add_argument("--libs", nargs="*", default=list(LIBS), choices=list(LIBS))
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every n (for a quick try; default 1)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per process")
+    p.add_argument("--no-prime", action="store_true", help="skip the untimed PyMC runs that fill PyTensor's cache")
+    p.add_argument("--out-dir", default=HERE)
+    args = p.parse_args(argv)
+
+    t_all = time.perf_counter()
+    runs = [(c, m, max(int(n * args.scale), 10)) for c, m, n in cases.RUNS if not args.only or c in args.only]
+    python = {"jaxvi": args.jaxvi_python, "peers": args.peers_python}
+    meta = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine_info(),
+            "load_start": loadavg(), "runs": runs, "libs": args.libs, "scale": args.scale,
+            "python": python, "versions": {}}
+    if any(LIBS[lib][1] == "peers" for lib in args.libs) and not os.path.exists(args.peers_python):
+        meta["peers_error"] = f"{args.peers_python} does not exist (the peers venv was not created)"
+
+    def log(msg):
+        print(msg, flush=True)
+
+    log(f"benchmarks: {len(runs)} case/method pairs x {len(args.libs)} libraries, fresh process each "
+        f"(load average {meta['load_start']})")
+
+    if "pymc" in args.libs and not args.no_prime and os.path.exists(args.peers_python):
+        primes = {}
+        for case, method, _ in runs:
+            t = time.perf_counter()
+            rec = run_worker(args.peers_python, "bench_pymc", case, method, cases.SMALL_N, args.timeout)
+            primes[f"{case}/{method}"] = {"wall_s": time.perf_counter() - t, "error": rec.get("error")}
+            log(f"  primed PyTensor's cache: {case}/{method} in {primes[f'{case}/{method}']['wall_s']:.1f} s")
+        meta["pymc_prime"] = primes
+
+    results = []
+    for case, method, n in runs:
+        for lib in args.libs:
+            module, venv, label = LIBS[lib]
+            rec = run_worker(python[venv], module, case, method, n, args.timeout)
+            rec.update(lib=lib, case=case, method=method, n=n)
+            rec = derive(rec)
+            if "versions" in rec:
+                meta["versions"].setdefault(lib, rec["versions"])
+            results.append(rec)
+            if "error" in rec:
+                log(f"  {case}/{method} {label}: ERROR {rec['error']}")
+            else:
+                log(f"  {case}/{method} {label}: cold {rec['cold_s']:.2f} s, overhead {rec['overhead_s']:.2f} s, "
+                    f"warm {rec['warm_s']:.3f} s ({rec['it_per_s']:,.0f} it/s), loss {rec['final_loss']:.4g}")
+            # keep the files current, so an interrupted run still leaves its numbers
+            meta["total_s"] = time.perf_counter() - t_all
+            meta["load_end"] = loadavg()
+            _write(args.out_dir, meta, results)
+
+    meta["total_s"] = time.perf_counter() - t_all
+    meta["load_end"] = loadavg()
+    _write(args.out_dir, meta, results)
+    log(f"wrote {os.path.join(args.out_dir, 'results.md')} and results.json in {meta['total_s']:.0f} s")
+    return 0
+
+
+def _write(out_dir: str, meta: dict, results: list[dict]) -> None:
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump({"meta": meta, "results": results}, f, indent=1)
+    write_markdown(os.path.join(out_dir, "results.md"), meta, results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

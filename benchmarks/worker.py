@@ -1,0 +1,81 @@
+"""One measurement in a fresh process: ``python worker.py LIB CASE METHOD N``.
+
+LIB is a runner module in this folder (``bench_jaxvi``, ``bench_pymc``, ``bench_numpyro``,
+``limit``) with ``build(case)``, ``fit(model, case, method, n) -> (fitted, losses)`` and
+``draw(model, fitted, case, draws)``.  The parent puts its ``time.time()`` from just before
+it started this process in ``BENCH_T_SPAWN``; the process then:
+
+1. imports the library, builds the model, fits ``n`` steps, takes 1000 draws -- the cold
+   time to result is measured from the spawn (interpreter start and imports included);
+2. fits ``n`` steps again on the same model, ``WARM_REPEATS`` times: the warm fit is the best
+   of these (the machine may be shared, so one repeat guards against a noisy neighbour);
+3. fits ``SMALL_N`` steps on the same model: the fixed cost of a fit call (what a second fit
+   pays besides its iterations, e.g. a re-compilation).
+
+It prints one JSON line prefixed with ``BENCH_RESULT`` on stdout.
+"""
+
+import os
+import sys
+import time
+
+T_SPAWN = float(os.environ.get("BENCH_T_SPAWN") or time.time())
+T_START = time.time()
+
+import importlib  # noqa: E402
+import json  # noqa: E402
+
+MARK = "BENCH_RESULT "
+
+
+def main() -> None:
+    lib, case, method, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    out = {"lib": lib, "case": case, "method": method, "n": n, "startup_s": T_START - T_SPAWN}
+
+    t = time.perf_counter()
+    runner = importlib.import_module(lib)
+    import numpy as np
+
+    import cases
+
+    out["import_s"] = time.perf_counter() - t
+    out["versions"] = runner.versions()
+
+    t = time.perf_counter()
+    model = runner.build(case)
+    out["build_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    fitted, losses = runner.fit(model, case, method, n)
+    out["fit1_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out["posterior_mean"] = runner.draw(model, fitted, case, cases.DRAWS)
+    out["draw_s"] = time.perf_counter() - t
+    out["cold_s"] = time.time() - T_SPAWN  # the time to result
+
+    out["n_losses"] = int(len(losses))
+    tail = losses[-cases.LOSS_WINDOW:]
+    out["final_loss"] = float(tail.mean()) if len(tail) else float("nan")
+    out["loss_nonfinite"] = int((~np.isfinite(tail)).sum())
+
+    warm = []
+    for _ in range(cases.WARM_REPEATS):
+        t = time.perf_counter()
+        _, losses2 = runner.fit(model, case, method, n)
+        warm.append(time.perf_counter() - t)
+    out["warm_runs_s"] = warm
+    out["warm_s"] = min(warm)
+    out["final_loss_warm"] = float(losses2[-cases.LOSS_WINDOW:].mean())
+
+    t = time.perf_counter()
+    runner.fit(model, case, method, cases.SMALL_N)
+    out["small_s"] = time.perf_counter() - t
+    out["small_n"] = cases.SMALL_N
+
+    print(MARK + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
