@@ -292,6 +292,7 @@ def main(argv=None) -> int:
 
 
 def _write(out_dir: str, meta: dict, results: list[dict]) -> None:
+    os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     write_markdown(os.path.join(out_dir, "results.md"), meta, results)

@@ -219,3 +219,22 @@ def test_bad_fit_arguments_are_clear(conjugate):
         jv.fit(10, model=m, callbacks=[1])
     with pytest.raises(TypeError, match="fit"):
         jv.fit(10, model=m, n_iter=5)
+
+
+def test_ctrl_c_stops_cleanly_between_chunks(conjugate):
+    import os
+    import signal
+    import threading
+
+    m = conjugate[0]
+    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        approx = jv.fit(50_000_000, model=m, random_seed=1, progressbar=False)
+    finally:
+        timer.cancel()
+    assert 0 < len(approx.hist) < 50_000_000
+    assert np.all(np.isfinite(approx.hist))
+    # the state is the one after exactly len(hist) steps
+    again = jv.fit(len(approx.hist), model=m, random_seed=1, progressbar=False)
+    np.testing.assert_array_equal(again.mean, approx.mean)

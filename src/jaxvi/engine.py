@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -36,6 +38,7 @@ if not logger.handlers:
     logger.propagate = False
 
 AVERAGE_WINDOW = 1000
+CHUNK_SECONDS = 0.25  # the host looks in (progress, Ctrl-C) about this often
 
 
 def make_step(objective: Callable, optimizer: optax.GradientTransformation) -> Callable:
@@ -139,14 +142,28 @@ def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc=desc, leave=True, dynamic_ncols=True, file=sys.stderr)
+    # Ctrl-C sets a flag read between chunks, so the state, the history and the step count stay
+    # consistent; a callback raising KeyboardInterrupt is honoured the same way.
+    interrupted = []
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
     t0 = time.perf_counter()
+    budget = min(chunk_size, 100)  # steps in the next chunk; the first one also pays for compilation
     try:
         while done < n:
             # boundaries in global step indices, so callbacks see PyMC's i
             boundary = _next_boundary(step_offset + done, step_offset + n, periods, chunk_size) - step_offset
-            m = boundary - done
-            params, opt_state, key, losses, k, ok, bad_mask = runner(params, opt_state, key, np.int32(m), batch)
-            k = int(k)
+            m = min(boundary - done, budget)
+            tc = time.perf_counter()
+            out = runner(params, opt_state, key, np.int32(m), batch)
+            k = int(out[4])
+            params, opt_state, key, losses, _, ok, bad_mask = out
+            if done > 0 or k < m:  # time the chunks after the first (compiling) one
+                rate = k / max(time.perf_counter() - tc, 1e-6)
+                budget = int(min(chunk_size, max(1, rate * CHUNK_SECONDS)))
+            else:
+                budget = chunk_size
             all_losses[h + done:h + done + k] = np.asarray(losses)[:k]
             done += k
             if bar is not None:
@@ -160,11 +177,15 @@ def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: 
             due = [fn for every, fn in callbacks if i % every == 0]
             for fn in due:
                 fn(params, opt_state, all_losses[:h + done], i)
+            if interrupted:
+                raise KeyboardInterrupt
     except StopIteration as stop:
         status, message = "stopped", str(stop)
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
         if bar is not None:
             bar.close()
     losses = all_losses[h:h + done].copy()
