@@ -34,21 +34,6 @@ def _x64():
         yield
 
 
-def _lkj_broken() -> bool:
-    try:
-        from jaxvi.transforms import CholeskyCovPacked
-
-        CholeskyCovPacked(2)
-    except Exception:  # noqa: BLE001
-        return True
-    return False
-
-
-lkj_xfail = pytest.mark.xfail(
-    _lkj_broken(), raises=AttributeError, strict=True,
-    reason="jaxvi.transforms.CholeskyCovPacked.__init__ assigns the read-only numpyro property `codomain`",
-)
-
 # ---------------------------------------------------------------------------------------------
 # 1. observed log-densities vs scipy.stats
 # ---------------------------------------------------------------------------------------------
@@ -625,7 +610,6 @@ def _packed_from(sd, w, n):
     return L[r, c]
 
 
-@lkj_xfail
 def test_lkj_cholesky_cov_density():
     eta, n = 2.0, 3
     with jv.Model() as m:
@@ -665,7 +649,6 @@ def test_lkj_cholesky_cov_density():
         np.testing.assert_allclose(np.asarray(got_corr), Lc @ Lc.T, rtol=1e-12, atol=1e-14)
 
 
-@lkj_xfail
 def test_lkj_cholesky_cov_observed_and_compute_corr_false():
     eta, n = 1.5, 3
     r = np.random.default_rng(3)
@@ -683,7 +666,6 @@ def test_lkj_cholesky_cov_observed_and_compute_corr_false():
     np.testing.assert_allclose(got, _lkj_reference(L, eta, st.halfnorm(scale=2.0).logpdf), rtol=RTOL)
 
 
-@lkj_xfail
 def test_lkj_cholesky_cov_normalised_n2():
     """For n=2 the unconstrained density integrates to 1 (trapezoid on a smooth reparametrisation).
 
@@ -946,7 +928,6 @@ def test_initial_point_joint_logp_finite(initial_model):
     assert np.isfinite(float(cm.logp(cm.initial_point())))
 
 
-@lkj_xfail
 def test_lkj_initial_point_is_identity():
     with jv.Model() as m:
         jv.LKJCholeskyCov("chol", eta=2.0, n=3, sd_dist=jv.Exponential.dist(1.0))

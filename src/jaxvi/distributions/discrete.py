@@ -15,6 +15,12 @@ __all__ = ["Bernoulli", "Binomial", "BetaBinomial", "Poisson", "NegativeBinomial
            "DiscreteUniform"]
 
 
+def _probs_or_logits(p, logit_p) -> dict:
+    """PyMC's p= / logit_p= choice as numpyro's probs / logits arguments."""
+    name, value = _one_of({"p": p, "logit_p": logit_p})
+    return {"probs": value if name == "p" else None, "logits": value if name != "p" else None}
+
+
 class Bernoulli(Discrete):
     """Bernoulli(p) or Bernoulli(logit_p=)."""
 
@@ -22,8 +28,7 @@ class Bernoulli(Discrete):
 
     @staticmethod
     def parameterize(p=None, logit_p=None):
-        name, value = _one_of({"p": p, "logit_p": logit_p})
-        return {"probs": value, "logits": None} if name == "p" else {"probs": None, "logits": value}
+        return _probs_or_logits(p, logit_p)
 
     @staticmethod
     def numpyro(probs=None, logits=None):
@@ -37,8 +42,7 @@ class Binomial(Discrete):
 
     @staticmethod
     def parameterize(n, p=None, logit_p=None):
-        name, value = _one_of({"p": p, "logit_p": logit_p})
-        return {"total_count": n, "probs": value if name == "p" else None, "logits": value if name != "p" else None}
+        return {"total_count": n, **_probs_or_logits(p, logit_p)}
 
     @staticmethod
     def numpyro(total_count, probs=None, logits=None):
@@ -100,8 +104,7 @@ class Categorical(Discrete):
 
     @staticmethod
     def parameterize(p=None, logit_p=None):
-        name, value = _one_of({"p": p, "logit_p": logit_p})
-        return {"probs": value, "logits": None} if name == "p" else {"probs": None, "logits": value}
+        return _probs_or_logits(p, logit_p)
 
     @staticmethod
     def numpyro(probs=None, logits=None):
