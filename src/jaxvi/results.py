@@ -73,7 +73,7 @@ def make_inference_data(model, groups: dict[str, dict], attrs: dict | None = Non
         idata = az.from_dict(**groups, coords=coords, dims=dims)
     if attrs:
         for group in groups:
-            if group in ("observed_data", "constant_data"):
+            if group in ("observed_data", "constant_data", "predictions_constant_data"):
                 continue
             getattr(idata, group).attrs.update({k: v for k, v in attrs.items() if v is not None})
     return idata
