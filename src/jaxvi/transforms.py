@@ -98,7 +98,10 @@ class CholeskyCovPacked(Transform):
 
     def __init__(self, n: int):
         self.n = int(n)
-        self._diag = diag_indices(n)
+
+    @property
+    def _diag(self):
+        return diag_indices(self.n)
 
     @property
     def codomain(self):
