@@ -30,3 +30,23 @@ test-long: install-test
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+
+## benchmarks: jaxvi vs PyMC vs NumPyro SVI vs a hand-fused JAX loop -> benchmarks/results.md
+## (PyMC pins its own arviz, so the peers get their own venv, benchmarks/.venv-peers)
+PEERS      := benchmarks/.venv-peers
+PEERS_JAX  := "numpyro>=0.15" "jax>=0.4.30" "jaxlib>=0.4.30" "optax>=0.2.2"
+PEERS_PYMC := "pymc>=5.10"
+
+.PHONY: bench
+
+$(PEERS)/bin/python:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+
+$(PEERS)/.installed: $(PEERS)/bin/python
+	$(PEERS)/bin/python -m pip install --quiet $(PEERS_JAX) || echo "WARNING: numpyro/jax could not be installed into $(PEERS)"
+	$(PEERS)/bin/python -m pip install --quiet $(PEERS_PYMC) && touch $@ \
+	  || echo "WARNING: pymc could not be installed into $(PEERS); the PyMC rows will show the error"
+
+bench: install $(PEERS)/.installed
+	$(BIN)/python benchmarks/run.py

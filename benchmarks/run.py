@@ -64,11 +64,10 @@ def loadavg() -> str:
         return "n/a"
 
 
-def run_worker(python: str, module: str, case: str, method: str, n: int, timeout: float) -> dict:
-    """One fresh process; returns the worker's record or {"error": ...}."""
+def _spawn(cmd: list[str], timeout: float) -> dict:
+    """Run ``cmd`` in a fresh process; returns its BENCH_RESULT record or {"error": ...}."""
     env = dict(os.environ)
     env.pop("JAX_ENABLE_X64", None)
-    cmd = [python, os.path.join(HERE, "worker.py"), module, case, method, str(n)]
     env["BENCH_T_SPAWN"] = repr(time.time())
     t0 = time.perf_counter()
     try:
@@ -76,7 +75,7 @@ def run_worker(python: str, module: str, case: str, method: str, n: int, timeout
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s", "wall_s": time.perf_counter() - t0}
     except OSError as exc:
-        return {"error": f"could not start {python}: {exc}", "wall_s": time.perf_counter() - t0}
+        return {"error": f"could not start {cmd[0]}: {exc}", "wall_s": time.perf_counter() - t0}
     wall = time.perf_counter() - t0
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARK):
@@ -86,6 +85,17 @@ def run_worker(python: str, module: str, case: str, method: str, n: int, timeout
     err = [ln for ln in (proc.stderr or proc.stdout or "").strip().splitlines() if ln.strip()]
     msg = err[-1] if err else f"exit status {proc.returncode}, no output"
     return {"error": msg, "returncode": proc.returncode, "stderr_tail": "\n".join(err[-25:]), "wall_s": wall}
+
+
+def run_worker(python: str, module: str, case: str, method: str, n: int, timeout: float) -> dict:
+    """One measurement (``worker.py``) in a fresh process."""
+    return _spawn([python, os.path.join(HERE, "worker.py"), module, case, method, str(n)], timeout)
+
+
+def run_prime(python: str, module: str, pairs: list[tuple[str, str]], timeout: float) -> dict:
+    """Untimed short fits of every pair in one process (fills PyTensor's on-disk C cache)."""
+    return _spawn([python, os.path.join(HERE, "worker.py"), "--prime", module, *(f"{c}:{m}" for c, m in pairs)],
+                  timeout)
 
 
 def derive(rec: dict) -> dict:
@@ -169,7 +179,7 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         "mean-field, 1 for full-rank) and the same optimiser for all four: PyMC's default `adagrad_window` "
         f"(lr 1e-3, eps 0.1, n_win 10; NumPyro and the limit use it through optax, `benchmarks/optim.py`; "
         f"NumPyro optimiser here: `{vn.get('numpyro_optimizer', '?')}`). Seed 0 everywhere.",
-        "- PyMC: PyTensor's on-disk C cache was primed by an untimed 10-step run of each case first "
+        "- PyMC: PyTensor's on-disk C cache was primed first by untimed 10-step fits of every case "
         "(as for anyone who has run PyMC before); JAX has no persistent compilation cache by default, so "
         "jaxvi/NumPyro/limit compile from scratch in every process.",
         "- **limit**: `benchmarks/limit.py`, the same reparameterised ELBO gradient step and optimiser as one "
@@ -256,12 +266,9 @@ def main(argv=None) -> int:
         f"(load average {meta['load_start']})")
 
     if "pymc" in args.libs and not args.no_prime and os.path.exists(args.peers_python):
-        primes = {}
-        for case, method, _ in runs:
-            t = time.perf_counter()
-            rec = run_worker(args.peers_python, "bench_pymc", case, method, cases.SMALL_N, args.timeout)
-            primes[f"{case}/{method}"] = {"wall_s": time.perf_counter() - t, "error": rec.get("error")}
-            log(f"  primed PyTensor's cache: {case}/{method} in {primes[f'{case}/{method}']['wall_s']:.1f} s")
+        t = time.perf_counter()
+        primes = run_prime(args.peers_python, "bench_pymc", [(c, m) for c, m, _ in runs], args.timeout)
+        log(f"  primed PyTensor's cache (untimed 10-step PyMC fits) in {time.perf_counter() - t:.0f} s: {primes}")
         meta["pymc_prime"] = primes
 
     results = []

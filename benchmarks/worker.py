@@ -13,6 +13,9 @@ it started this process in ``BENCH_T_SPAWN``; the process then:
    pays besides its iterations, e.g. a re-compilation).
 
 It prints one JSON line prefixed with ``BENCH_RESULT`` on stdout.
+
+``python worker.py --prime LIB CASE:METHOD ...`` instead runs a short untimed fit and the draws of
+each case in one process (to fill PyTensor's on-disk C cache before the timed runs).
 """
 
 import os
@@ -28,9 +31,29 @@ import json  # noqa: E402
 MARK = "BENCH_RESULT "
 
 
+def prime(lib: str, pairs: list[str]) -> None:
+    runner = importlib.import_module(lib)
+    import cases
+
+    done = {}
+    for pair in pairs:
+        case, method = pair.split(":")
+        t = time.perf_counter()
+        try:
+            model = runner.build(case)
+            fitted, _ = runner.fit(model, case, method, cases.SMALL_N)
+            runner.draw(model, fitted, case, cases.DRAWS)
+            done[pair] = round(time.perf_counter() - t, 3)
+        except Exception as exc:  # noqa: BLE001  (priming is best effort)
+            done[pair] = f"{type(exc).__name__}: {exc}"
+    print(MARK + json.dumps({"primed": done, "wall_s": time.time() - T_SPAWN}), flush=True)
+
+
 def main() -> None:
-    lib, case, method, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    if sys.argv[1] == "--prime":
+        return prime(sys.argv[2], sys.argv[3:])
+    lib, case, method, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     out = {"lib": lib, "case": case, "method": method, "n": n, "startup_s": T_START - T_SPAWN}
 
     t = time.perf_counter()

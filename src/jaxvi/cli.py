@@ -11,7 +11,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the main job: the seed workflows, with summaries and plots")
     demo.add_argument("--out", default="jaxvi-demo-output", help="folder for the PNG plots (default: %(default)s)")
-    demo.add_argument("--quick", action="store_true", help="a tenth of the iterations and draws")
+    demo.add_argument("--quick", action="store_true", help="a tenth of the MCMC draws and posterior draws")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":

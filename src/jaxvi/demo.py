@@ -109,7 +109,7 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     from .sampling import sample, sample_posterior_predictive
 
     os.makedirs(out_dir, exist_ok=True)
-    scale = 10 if quick else 1
+    scale = 10 if quick else 1  # quick mode cuts MCMC and draws; VI steps are cheap once compiled
     nuts = dict(draws=1000 // scale, tune=1000 // scale, chains=2, progressbar=False)
     written, numbers = [], {}
 
@@ -124,7 +124,7 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     out("== 1. ADVI on a Gaussian: mean and sd of 100 normal draws ==")
     model = gaussian_model()
     t0 = time.perf_counter()
-    approx = fit(50000 // scale, model=model, random_seed=1, progressbar=progressbar)
+    approx = fit(50000, model=model, random_seed=1, progressbar=progressbar)
     out(f"ADVI: {len(approx.hist)} steps in {time.perf_counter() - t0:.2f} s (including compilation)")
     out(f"approx.mean (unconstrained mu, log sd) = {np.round(approx.mean, 4)}, approx.std = {np.round(approx.std, 4)}")
     vi = approx.sample(10000 // scale, random_seed=2)
@@ -147,7 +147,7 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     model = mvnormal_model()
     fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
     for ax, method in zip(axes, ("advi", "fullrank_advi")):
-        approx = fit(40000 // scale, method=method, model=model, random_seed=5, progressbar=progressbar)
+        approx = fit(40000, method=method, model=model, random_seed=5, progressbar=progressbar)
         draws = approx.sample(5000, random_seed=6).posterior["density"].values.reshape(-1, 2)
         corr = float(np.corrcoef(draws.T)[0, 1])
         numbers[f"mvnormal_{method}_corr"] = corr
@@ -160,8 +160,8 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     # 3. logistic regression ----------------------------------------------------------------------
     out("== 3. Logistic regression: intercept mu and slope beta (true 0.5 and 1.5) ==")
     model = logistic_model()
-    approx = fit(20000 // scale, model=model, random_seed=7, progressbar=progressbar)
-    approx_fr = fit(10000 // scale, method="fullrank_advi", model=model, random_seed=7, progressbar=progressbar)
+    approx = fit(20000, model=model, random_seed=7, progressbar=progressbar)
+    approx_fr = fit(10000, method="fullrank_advi", model=model, random_seed=7, progressbar=progressbar)
     with model:
         mcmc = sample(random_seed=8, **nuts)
     vi, vi_fr = approx.sample(2000, random_seed=9), approx_fr.sample(2000, random_seed=9)
@@ -181,8 +181,8 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
         out(f"with CheckParametersConvergence(diff='absolute'): stopped after {len(converged.hist)} of 10000 steps")
         advi = ADVI(random_seed=12)
         tracker = Tracker(mean=advi.approx.mean, std=advi.approx.std)
-        approx = advi.fit(15000 // scale, callbacks=[tracker], progressbar=progressbar)
-        advi.refine(10000 // scale, progressbar=progressbar)
+        approx = advi.fit(15000, callbacks=[tracker], progressbar=progressbar)
+        advi.refine(10000, progressbar=progressbar)
     vi = approx.sample(5000, random_seed=13)
     x = vi.posterior["x"].values.ravel()
     nuts_x = mcmc.posterior["x"].values.ravel()
