@@ -10,10 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import warnings
+from importlib.metadata import version
 
-with warnings.catch_warnings():  # arviz 0.2x announces its refactor on import
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +20,16 @@ from .compiled import CompiledModel
 
 __all__ = ["to_inference_data", "posterior_values", "make_inference_data", "ARVIZ_MAJOR"]
 
-ARVIZ_MAJOR = int(az.__version__.split(".")[0])
+ARVIZ_MAJOR = int(version("arviz").split(".")[0])
+
+
+def _arviz():
+    """arviz, imported on first use (it costs about a second at start-up)."""
+    with warnings.catch_warnings():  # arviz 0.2x announces its refactor on import
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
 
 
 @lru_cache(maxsize=64)
@@ -67,6 +74,7 @@ def make_inference_data(model, groups: dict[str, dict], attrs: dict | None = Non
     names = [n for g in groups.values() for n in g]
     coords, dims = _coords_dims(model, names)
     groups = {g: v for g, v in groups.items() if v}
+    az = _arviz()
     if ARVIZ_MAJOR >= 1:  # pragma: no cover - depends on the installed arviz
         idata = az.from_dict(groups, coords=coords, dims=dims)
     else:
