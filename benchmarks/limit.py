@@ -13,6 +13,7 @@ initial point, sigma log 2 / 1), float32.  Runs in the jaxvi venv (jax + optax o
 from __future__ import annotations
 
 import math
+import time
 from functools import partial
 
 import jax
@@ -141,23 +142,36 @@ def _sample(params, eps):
     return z, logq
 
 
-@partial(jax.jit, static_argnames=("logp", "n"))
-def _run(params, key, *, logp, n):
+@partial(jax.jit, static_argnames=("logp", "n", "rng"))
+def _run(params, key, *, logp, n, rng="upfront"):
+    """n steps in one scan.  rng="upfront": all eps drawn before the loop (they do not depend on
+    the parameters); rng="split": the key is split inside every step, as jaxvi's engine does."""
     tx = adagrad_window()
     d = params["mu"].shape[0]
-    eps_all = jax.random.normal(key, (n, d), jnp.float32)  # the draws do not depend on the parameters
 
     def loss_fn(p, eps):
         z, logq = _sample(p, eps)
         return logq - logp(z)
 
-    def step(carry, eps):
-        p, s = carry
+    def update(p, s, eps):
         loss, g = jax.value_and_grad(loss_fn)(p, eps)
         u, s = tx.update(g, s, p)
-        return (jax.tree_util.tree_map(jnp.add, p, u), s), loss
+        return jax.tree_util.tree_map(jnp.add, p, u), s, loss
 
-    (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), eps_all)
+    if rng == "upfront":
+        def step(carry, eps):
+            p, s, loss = update(*carry, eps)
+            return (p, s), loss
+
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jax.random.normal(key, (n, d), jnp.float32))
+    else:
+        def step(carry, _):
+            p, s, k = carry
+            k, sub = jax.random.split(k)
+            p, s, loss = update(p, s, jax.random.normal(sub, (d,), jnp.float32))
+            return (p, s, k), loss
+
+        (params, _, _), losses = jax.lax.scan(step, (params, tx.init(params), key), None, length=n)
     return params, losses
 
 
@@ -169,6 +183,19 @@ def fit(c: Case, case: str, method: str, n: int):
     params, losses = _run(_init(c, method), jax.random.PRNGKey(0), logp=c.logp, n=n)
     losses = np.asarray(jax.block_until_ready(losses), dtype=float)
     return params, losses
+
+
+def extra(c: Case, case: str, method: str, n: int) -> dict:
+    """The same loop with the PRNG key split inside every step (how much of the gap is the RNG)."""
+    run = lambda: _run(_init(c, method), jax.random.PRNGKey(0), logp=c.logp, n=n, rng="split")  # noqa: E731
+    t = time.perf_counter()
+    jax.block_until_ready(run())
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    _, losses = jax.block_until_ready(run())
+    warm = time.perf_counter() - t
+    return {"inloop_rng_first_s": first, "inloop_rng_warm_s": warm,
+            "inloop_rng_final_loss": float(np.mean(np.asarray(losses)[-cases.LOSS_WINDOW:]))}
 
 
 def draw(c: Case, params, case: str, draws: int) -> dict:

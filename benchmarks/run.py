@@ -218,6 +218,13 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
             f"PyMC cold ÷ jaxvi cold = **{_ratio(g('pymc', 'cold_s'), g('jaxvi', 'cold_s'))}**; "
             f"NumPyro cold ÷ jaxvi cold = **{_ratio(g('numpyro', 'cold_s'), g('jaxvi', 'cold_s'))}**.")
         lines.append("")
+        lim = ok.get("limit", {}).get("extra") or {}
+        if lim.get("inloop_rng_warm_s"):
+            lines.append(f"The limit with its PRNG key split inside every step (as jaxvi's engine does) instead of all "
+                         f"draws up front: warm {_f(lim['inloop_rng_warm_s'])} s "
+                         f"(jaxvi warm ÷ that = {_ratio(g('jaxvi', 'warm_s'), lim['inloop_rng_warm_s'])}), "
+                         f"final avg loss {lim['inloop_rng_final_loss']:.4g}.")
+            lines.append("")
         pms = []
         for lib in meta["libs"]:
             r = ok.get(lib)
@@ -226,6 +233,20 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         if pms:
             lines.append("Posterior means of the 1000 draws: " + "; ".join(pms) + ".")
             lines.append("")
+    lines += ["## Where the cold time goes", "",
+              "Seconds: interpreter start / imports / model build / first fit / 1000 draws (their sum is the cold time).",
+              "", "| case | method | " + " | ".join(LIBS[lib][2] for lib in meta["libs"]) + " |",
+              "|---|---|" + "---|" * len(meta["libs"])]
+    for case, method, _ in meta["runs"]:
+        cells = []
+        for lib in meta["libs"]:
+            r = by.get((case, method), {}).get(lib)
+            if not r or "error" in r:
+                cells.append("error" if r else "not run")
+            else:
+                cells.append(" / ".join(f"{r[k]:.2f}" for k in ("startup_s", "import_s", "build_s", "fit1_s", "draw_s")))
+        lines.append(f"| {case} | {method} | " + " | ".join(cells) + " |")
+    lines.append("")
     errs = [r for r in results if "error" in r and r.get("stderr_tail")]
     if errs:
         lines += ["## Errors", ""]

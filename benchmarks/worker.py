@@ -97,6 +97,9 @@ def main() -> None:
     out["small_s"] = time.perf_counter() - t
     out["small_n"] = cases.SMALL_N
 
+    if hasattr(runner, "extra"):  # runner-specific diagnostics
+        out["extra"] = runner.extra(model, case, method, n)
+
     print(MARK + json.dumps(out), flush=True)
 
 
