@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compiled import CompiledModel
-from .families import FAMILIES, FullRankFamily, MeanFieldFamily
-from .graph import Node, as_node
+from .families import FullRankFamily, MeanFieldFamily
+from .graph import as_node
 from .model import Model, modelcontext
-from .results import to_inference_data
+from .results import to_inference_data, values_fn
 
 __all__ = ["Approximation", "MeanField", "FullRank", "LiveValue", "load", "sample_approx"]
 
@@ -196,7 +196,7 @@ class Approximation:
             value = self.cm.evaluate(node, self.family.mean(self.vparams))
             return np.broadcast_to(np.asarray(value), ((size,) if size else ()) + np.shape(value)).copy()
         flat = self.sample_flat(1 if size is None else size, random_seed)
-        values = _node_values(self.cm, node, flat)
+        values = np.asarray(values_fn(self.cm, (node,))(flat, self.cm.data)[0])
         return values[0] if size is None else values
 
     # -- persistence -----------------------------------------------------------------------------------
@@ -212,15 +212,11 @@ class Approximation:
         path = os.fspath(path)
         tmp = path + ".tmp.npz"
         np.savez(tmp, **arrays)
-        os.replace(tmp, path if path.endswith(".npz") else path)
+        os.replace(tmp, path)  # atomic: a crash mid-write leaves the previous file intact
 
     def __repr__(self):
         fitted = f", {len(self.hist)} steps fitted" if len(self.hist) else ""
         return f"<{type(self).__name__} approximation of {self.cm.size} parameter(s){fitted}>"
-
-
-def _node_values(cm, node: Node, flat):
-    return np.asarray(jax.jit(jax.vmap(lambda f, b: cm.evaluate(node, f, b), in_axes=(0, None)))(flat, cm.data))
 
 
 class MeanField(Approximation):
@@ -268,5 +264,3 @@ def sample_approx(approx: Approximation, draws: int = 100, random_seed=None, **k
     """``approx.sample(draws)`` as a function, as in PyMC."""
     return approx.sample(draws, random_seed=random_seed, **kwargs)
 
-
-__all__ += ["FAMILIES"]

@@ -33,9 +33,9 @@ def _arviz():
 
 
 @lru_cache(maxsize=64)
-def _values_fn(cm: CompiledModel, names: tuple[str, ...]):
-    nodes = [cm.model[n] for n in names]
-    return jax.jit(jax.vmap(lambda flat, batch: cm.evaluate(nodes, flat, batch), in_axes=(0, None)))
+def values_fn(cm: CompiledModel, nodes: tuple):
+    """Compiled ``(flat_draws[n, size], batch) -> [values of each node, n leading]`` (cached per node set)."""
+    return jax.jit(jax.vmap(lambda flat, batch: cm.evaluate(list(nodes), flat, batch), in_axes=(0, None)))
 
 
 def posterior_values(cm: CompiledModel, flat_draws, var_names=None, batch=None, chunk: int = 4096) -> dict:
@@ -47,7 +47,7 @@ def posterior_values(cm: CompiledModel, flat_draws, var_names=None, batch=None, 
     flat_draws = jnp.asarray(flat_draws)
     lead = flat_draws.shape[:-1]
     flat2 = flat_draws.reshape((-1, cm.size))
-    fn = _values_fn(cm, names)
+    fn = values_fn(cm, tuple(model[n] for n in names))
     batch = cm.data if batch is None else batch
     pieces = [fn(flat2[i:i + chunk], batch) for i in range(0, max(flat2.shape[0], 1), chunk)] if flat2.shape[0] else []
     out = {}
