@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._config import prng_key
 from .compiled import CompiledModel
 from .families import FullRankFamily, MeanFieldFamily
 from .graph import as_node
@@ -53,11 +54,8 @@ class LiveValue(np.ndarray):
 
 
 def _key(seed):
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    if isinstance(seed, (int, np.integer)):
-        return jax.random.PRNGKey(int(seed))
-    return jnp.asarray(seed)
+    """Raw uint32 key data (the engine selects keys with ``jnp.where``), from any ``random_seed``."""
+    return jax.random.key_data(prng_key(seed))
 
 
 class Approximation:

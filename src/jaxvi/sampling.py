@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._config import prng_key as _key
 from .compiled import CompiledModel
 from .model import modelcontext
 from .results import make_inference_data, posterior_values, to_inference_data
@@ -35,23 +36,6 @@ _CHUNK_STEPS = 250
 
 #: Elements (draws x observed values) evaluated per vmapped chunk of predictive sampling.
 _CHUNK_ELEMENTS = 1 << 22
-
-
-# -- random seeds ------------------------------------------------------------------------------
-def _key(random_seed):
-    """A JAX PRNG key from ``random_seed`` (None: fresh entropy; int; numpy Generator; JAX key)."""
-    if random_seed is None:
-        return jax.random.key(int(np.random.SeedSequence().generate_state(1, np.uint32)[0]))
-    if isinstance(random_seed, np.random.Generator):
-        return jax.random.key(int(random_seed.integers(0, 2**31 - 1)))
-    if isinstance(random_seed, (int, np.integer)):
-        return jax.random.key(int(random_seed) % (2**32))
-    if isinstance(random_seed, jax.Array):
-        if jnp.issubdtype(random_seed.dtype, jax.dtypes.prng_key):
-            return random_seed
-        if random_seed.shape == (2,) and random_seed.dtype == jnp.uint32:
-            return jax.random.wrap_key_data(random_seed)
-    raise TypeError(f"random_seed must be None, an int, a numpy Generator or a JAX key, got {random_seed!r}")
 
 
 # -- NUTS ----------------------------------------------------------------------------------------
