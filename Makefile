@@ -10,11 +10,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Graphviz's `dot` draws jv.model_to_graphviz graphs; try to get it, never fail without it
+DOT_CHECK = command -v dot >/dev/null 2>&1 \
+	|| { command -v apt-get >/dev/null 2>&1 && apt-get install -y -qq graphviz >/dev/null 2>&1; } \
+	|| echo "note: Graphviz's dot program is missing: jv.model_to_graphviz(...) can build graphs but not draw them (apt-get install graphviz)"
+
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	@$(DOT_CHECK)
 
 install-test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@$(DOT_CHECK)
 
 ## install jaxvi into .venv and run the main job
 demo: install
@@ -50,3 +57,11 @@ $(PEERS)/.installed: $(PEERS)/bin/python
 
 bench: install $(PEERS)/.installed
 	$(BIN)/python benchmarks/run.py
+
+## accuracy of the VI methods on posteriordb reference posteriors -> benchmarks/accuracy.md and .json
+## (restartable: finished (posterior, method) pairs are cached in accuracy.json; data from
+## $JAXVI_POSTERIORDB or ../shared/posteriordb; e.g. make accuracy ACCURACY_ARGS="--methods advi --force")
+ACCURACY_ARGS ?=
+.PHONY: accuracy
+accuracy: install
+	$(BIN)/python benchmarks/accuracy.py $(ACCURACY_ARGS)

@@ -64,6 +64,12 @@ def _models():
         with numpyro.plate("obs", y.shape[0]):
             numpyro.sample("y_obs", dist.Normal(group_mu[idx], 1.0), obs=y)
 
+    def minibatch(data, batch_size):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1e5).expand([data.shape[1]]).to_event(1))
+        sd = numpyro.sample("sd", dist.HalfNormal(1.0).expand([data.shape[1]]).to_event(1))
+        with numpyro.plate("obs", data.shape[0], subsample_size=batch_size) as idx:
+            numpyro.sample("likelihood", dist.Normal(mu, sd).to_event(1), obs=data[idx])
+
     return locals()
 
 
@@ -83,6 +89,8 @@ class Built:
             self.kwargs = {"w": f32(d["w"]), "mu": f32(d["mu"]), "sigma": f32(d["sigma"])}
         elif case == "logistic":
             self.kwargs = {"x": f32(d["x"]), "y": f32(d["y"])}
+        elif case == "minibatch":
+            self.kwargs = {"data": f32(d["data"]), "batch_size": d["batch_size"]}
         elif case == "hierarchical":
             self.kwargs = {"idx": jnp.asarray(d["idx"], jnp.int32), "y": f32(d["y"]), "groups": d["groups"]}
         self.model = MODELS[case]

@@ -39,6 +39,12 @@ def build(case: str):
             beta = pm.Normal("beta", 0, sigma=5)
             theta = pm.Deterministic("theta", mu + beta * d["x"])
             pm.Bernoulli("y", p=pm.math.invlogit(theta), observed=d["y"])
+    elif case == "minibatch":
+        X = pm.Minibatch(d["data"], batch_size=d["batch_size"])
+        with pm.Model() as model:
+            mu = pm.Normal("mu", mu=0.0, sigma=1e5, shape=cases.MINIBATCH_COLS)
+            sd = pm.HalfNormal("sd", shape=cases.MINIBATCH_COLS)
+            pm.Normal("likelihood", mu, sd, observed=X, total_size=len(d["data"]))
     elif case == "hierarchical":
         g = d["groups"]
         with pm.Model(coords={"group": [f"g{i}" for i in range(g)]}) as model:

@@ -24,13 +24,24 @@ RUNS = [
     ("logistic", "advi", 20_000),
     ("logistic", "fullrank_advi", 10_000),
     ("hierarchical", "advi", 20_000),
+    ("minibatch", "advi", 10_000),
+    ("stream", "advi", 2_000),
 ]
+
+# Cases only some libraries run (the others: every library).
+LIBS_FOR = {"stream": ("jaxvi",), "minibatch": ("jaxvi", "pymc", "numpyro")}
+MINIBATCH_ROWS, MINIBATCH_COLS, MINIBATCH_BATCH = 400_000, 100, 500
+STREAM_ROWS, STREAM_COLS, STREAM_BATCH = 10_000_000, 10, 10_000
 
 DESCRIPTIONS = {
     "gaussian": "mu ~ N(0,1), sd ~ HalfNormal(1), 100 standard-normal observations",
     "mvnormal": "2-D MvNormal, cov [[1, .8], [.8, 1]], no data",
     "mixture": "NormalMixture w=[.2,.8], mu=[-.3,.5], sigma=[.1,.1], no data (+ Deterministics x**2, sin x)",
     "logistic": "logistic regression, N=100, one predictor: mu, beta ~ N(0,5), y ~ Bernoulli(invlogit(mu + beta x))",
+    "minibatch": "seed notebook: 400,000 x 100 data, mu ~ N(0, 1e5), sd ~ HalfNormal(1) (100 each), "
+                 "Normal likelihood on Minibatch(batch_size=500), total_size=400,000",
+    "stream": "linear regression on 10,000,000 x 10 float64 rows streamed from .npy files on disk "
+              "(batch 10,000): beta ~ N(0, 10) (10), sigma ~ HalfNormal(1)",
     "hierarchical": "8 groups x 50 obs: mu_mu ~ N(0,10), sigma_mu ~ HalfNormal(5), group_mu ~ N(mu_mu, sigma_mu), y ~ N(group_mu[g], 1)",
 }
 
@@ -64,7 +75,41 @@ def hierarchical_data(seed: int = 0, groups: int = 8, per_group: int = 50):
     return {"idx": idx, "y": y, "groups": groups, "true_means": true_means}
 
 
+def minibatch_data(seed: int = 0):
+    """The seed notebook's data: uniform columns, scaled and shifted."""
+    rng = np.random.default_rng(seed)
+    data = rng.random((MINIBATCH_ROWS, MINIBATCH_COLS))
+    data *= rng.integers(1, 5, size=(MINIBATCH_COLS,))
+    data += rng.random(MINIBATCH_COLS) * 2
+    return {"data": data, "batch_size": MINIBATCH_BATCH}
+
+
+def stream_data(seed: int = 0):
+    """Paths of X (10M x 10) and y (10M) in benchmarks/.data/, written once in 1M-row pieces."""
+    import os
+
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data")
+    paths = {"X": os.path.join(folder, "stream_X.npy"), "y": os.path.join(folder, "stream_y.npy")}
+    w = np.linspace(-1.0, 1.0, STREAM_COLS)
+    if not all(os.path.exists(p) for p in paths.values()):
+        os.makedirs(folder, exist_ok=True)
+        X = np.lib.format.open_memmap(paths["X"] + ".tmp", "w+", np.float64, (STREAM_ROWS, STREAM_COLS))
+        y = np.lib.format.open_memmap(paths["y"] + ".tmp", "w+", np.float64, (STREAM_ROWS,))
+        rng = np.random.default_rng(seed)
+        for start in range(0, STREAM_ROWS, 1_000_000):
+            stop = min(start + 1_000_000, STREAM_ROWS)
+            X[start:stop] = rng.normal(size=(stop - start, STREAM_COLS))
+            y[start:stop] = X[start:stop] @ w + rng.normal(size=stop - start)
+        X.flush(), y.flush()
+        del X, y
+        for p in paths.values():
+            os.replace(p + ".tmp", p)
+    return {**paths, "batch_size": STREAM_BATCH, "w": w}
+
+
 DATA = {
+    "minibatch": minibatch_data,
+    "stream": stream_data,
     "gaussian": gaussian_data,
     "mvnormal": mvnormal_data,
     "mixture": mixture_data,
@@ -86,6 +131,8 @@ INITIAL_POINT = {
     "mixture": {"x": 0.2 * -0.3 + 0.8 * 0.5},
     "logistic": {"mu": 0.0, "beta": 0.0},
     "hierarchical": {"mu_mu": 0.0, "sigma_mu": 5.0 * SQRT_2_OVER_PI, "group_mu": np.zeros(8)},
+    "minibatch": {"mu": np.zeros(MINIBATCH_COLS), "sd": np.full(MINIBATCH_COLS, SQRT_2_OVER_PI)},
+    "stream": {"beta": np.zeros(STREAM_COLS), "sigma": SQRT_2_OVER_PI},
 }
 
 # The variables whose posterior means are reported (a sanity check that fits agree).
@@ -95,6 +142,8 @@ REPORT_VARS = {
     "mixture": ["x"],
     "logistic": ["mu", "beta"],
     "hierarchical": ["mu_mu", "sigma_mu"],
+    "minibatch": ["mu", "sd"],
+    "stream": ["beta", "sigma"],
 }
 
 # Start scale of every unconstrained coordinate, as in PyMC (and jaxvi): MeanField starts at

@@ -295,6 +295,8 @@ def main(argv=None) -> int:
     results = []
     for case, method, n in runs:
         for lib in args.libs:
+            if lib not in cases.LIBS_FOR.get(case, LIBS):
+                continue
             module, venv, label = LIBS[lib]
             rec = run_worker(python[venv], module, case, method, n, args.timeout)
             rec.update(lib=lib, case=case, method=method, n=n)

@@ -16,13 +16,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._config import prng_key
-from .compiled import CompiledModel
-from .families import FullRankFamily, MeanFieldFamily
+from .compiled import CompiledModel, _point_value
+from .families import FAMILIES, FullRankFamily, GroupedFamily, LowRankFamily, MeanFieldFamily, ParticlesFamily
+from .flows import FlowFamily, is_flow_spec
+from .stein import importance_resampled_start
 from .graph import as_node
 from .model import Model, modelcontext
 from .results import to_inference_data, values_fn
+from . import diagnostics
 
-__all__ = ["Approximation", "MeanField", "FullRank", "LiveValue", "load", "sample_approx"]
+__all__ = ["Approximation", "MeanField", "FullRank", "LowRank", "Empirical", "NormalizingFlow", "Group", "LiveValue", "load", "sample_approx"]
 
 
 class LiveValue(np.ndarray):
@@ -63,19 +66,32 @@ class Approximation:
 
     family = MeanFieldFamily
 
-    def __init__(self, model: Model | None = None, start=None, start_sigma=None, random_seed=None,
+    def __init__(self, groups=None, model: Model | None = None, start=None, start_sigma=None, random_seed=None,
                  family=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected keyword argument(s) {', '.join(kwargs)}")
+        if isinstance(groups, Model):  # Approximation(model) as well as Approximation([groups], model)
+            groups, model = None, groups if model is None else model
         self.model = modelcontext(model, what=f"a {type(self).__name__} approximation")
         self.cm: CompiledModel = self.model.compile()
         if self.cm.size == 0:
             raise ValueError("the model has no free variables to approximate")
+        self._random_seed = random_seed
+        if groups is not None:
+            family = grouped_family(self.cm, groups, random_seed)
         if family is not None:
             self.family = family
         self._sample_key = _key(random_seed)
-        self.vparams = self.family.init(self._start_flat(start), self._start_sigma(start_sigma))
+        self.vparams = self._init_params(start, start_sigma)
         self.hist = np.zeros(0)
+
+    def _init_params(self, start, start_sigma):
+        return self.family.init(self._start_flat(start), self._start_sigma(start_sigma))
+
+    @property
+    def has_density(self) -> bool:
+        """Whether log q is defined (False for particles)."""
+        return bool(getattr(self.family, "has_density", True))
 
     # -- starting values ----------------------------------------------------------------------
     def _start_flat(self, start):
@@ -106,9 +122,9 @@ class Approximation:
             rv = next((r for r in cm.free_rvs if key in (r.name, r.value_name)), None)
             if rv is None:
                 raise KeyError(f"start_sigma: {key!r} is not a free variable of the model")
-            value = np.broadcast_to(np.asarray(value, dtype=float), rv.unconstrained_shape)
-            if np.any(value <= 0):
-                raise ValueError(f"start_sigma: the sigma of {key!r} must be positive")
+            value = np.asarray(_point_value(key, value, rv.unconstrained_shape, cm.dtype, prefix="start_sigma: "))
+            if not np.all(value > 0):
+                raise ValueError(f"start_sigma: the sigma of {key!r} must be positive, got {value}")
             sigma[rv.value_name] = value
         return cm.layout.ravel(sigma).astype(cm.dtype)
 
@@ -142,12 +158,12 @@ class Approximation:
 
     @property
     def shared_params(self) -> dict:
-        return {k: np.asarray(v) for k, v in self.vparams.items()}
+        return jax.tree_util.tree_map(np.asarray, self.vparams)
 
     @property
     def params(self) -> list:
         """The variational parameters as a list, in PyMC's order (``[mu, rho]`` for mean-field)."""
-        return [np.asarray(self.vparams[k]) for k in self.family.param_names]
+        return [np.asarray(x) for k in self.family.param_names for x in jax.tree_util.tree_leaves(self.vparams[k])]
 
     def logq(self, z):
         """log q(z) for flat unconstrained points ``z`` (shape (..., ndim))."""
@@ -170,18 +186,55 @@ class Approximation:
             raise ValueError(f"draws must be a positive integer, got {draws!r}")
         return self._draw(self.vparams, self._next_key(random_seed), int(draws))
 
-    def sample(self, draws: int = 500, random_seed=None, return_inferencedata: bool = True, **kwargs):
-        """Draws from the approximation as ArviZ InferenceData (constrained values, Deterministics)."""
+    def sample(self, draws: int = 500, random_seed=None, return_inferencedata: bool = True,
+               importance_resample: bool = False, **kwargs):
+        """Draws from the approximation as ArviZ InferenceData (constrained values, Deterministics).
+
+        ``importance_resample=True`` resamples the draws with Pareto-smoothed importance weights
+        p/q (from at least 4x as many proposals), which corrects a too-narrow or shifted q towards the
+        posterior when its k-hat (attrs ``psis_khat``) is below 0.7.  The attrs also carry the
+        ``khat`` computed after the fit (see :mod:`jaxvi.diagnostics`).
+        """
         for k in kwargs:
             if k not in ("include_transformed", "hide_transformed"):
                 raise TypeError(f"sample(): unexpected keyword argument {k!r}")
-        flat = self.sample_flat(draws, random_seed)
+        attrs = {"inference_library": "jaxvi", "variational_family": self.family.name}
+        if importance_resample:
+            if not isinstance(draws, (int, np.integer)) or draws < 1:
+                raise ValueError(f"draws must be a positive integer, got {draws!r}")
+            flat, info = diagnostics.psis_resample(self, int(draws), self._next_key(random_seed))
+            attrs.update(info)
+        else:
+            flat = self.sample_flat(draws, random_seed)
         if not return_inferencedata:
             from .results import posterior_values
 
             return posterior_values(self.cm, flat)
-        attrs = {"inference_library": "jaxvi", "variational_family": self.family.name}
+        if self.khat is not None:
+            attrs.update(khat=self.khat, khat_draws=self.khat_draws)
         return to_inference_data(self.cm, flat[None], attrs=attrs)
+
+    # -- diagnostics (jaxvi.diagnostics) ----------------------------------------------------------
+    khat = None  #: Pareto k-hat of p/q computed after the last fit (None: not computed)
+    khat_draws = 0  #: draws behind ``khat``
+
+    def iw_elbo(self, draws: int = 1000, k: int | None = None, random_seed=None) -> float:
+        """The importance-weighted ELBO from ``draws`` draws, ``k`` per bound (default all; k=1: the ELBO)."""
+        _, lr = diagnostics.approx_log_ratios(self, int(draws), self._next_key(random_seed))
+        return diagnostics.iw_elbo(lr, k)
+
+    def psis_khat(self, draws: int = 1000, random_seed=None) -> float:
+        """The Pareto k-hat of p/q from ``draws`` fresh draws (< 0.5 good, > 0.7 unreliable)."""
+        _, lr = diagnostics.approx_log_ratios(self, int(draws), self._next_key(random_seed))
+        return diagnostics.psis(lr)[1]
+
+    def nuts_init(self, key, chains: int):
+        """Starting points and inverse mass matrix for ``jv.sample(init=approx)``: ``chains`` draws and
+        the covariance (dense for correlated families up to 500 dimensions, else its diagonal)."""
+        flats = self.sample_flat(int(chains), random_seed=key)
+        dense = self.family is not MeanFieldFamily and self.ndim <= 500
+        inverse_mass = self.family.cov(self.vparams) if dense else self.family.std(self.vparams) ** 2
+        return flats, inverse_mass
 
     def sample_node(self, node, size: int | None = None, deterministic: bool = False, random_seed=None):
         """Values of any model expression under the approximation.
@@ -233,28 +286,258 @@ class FullRank(Approximation):
         return LiveValue(self.family.L(self.vparams), lambda: self.family.L(self.vparams))
 
 
-_CLASSES = {"MeanField": MeanField, "FullRank": FullRank}
+class LowRank(Approximation):
+    """A normal with low-rank plus diagonal covariance, diag(s**2) + W W^T, W of shape (ndim, rank).
+
+    ``rank=None`` uses min(ndim, 5); the cost per draw and density is O(ndim * rank**2).
+    """
+
+    def __init__(self, model: Model | None = None, rank: int | None = None, **kwargs):
+        super().__init__(model=model, family=LowRankFamily(rank), **kwargs)
+
+    @property
+    def rank(self) -> int:
+        return int(self.vparams["W"].shape[-1])
+
+
+class Empirical(Approximation):
+    """Particles in unconstrained space (SVGD's approximation, or draws from anywhere).
+
+    ``trace`` may be an InferenceData (e.g. from ``jv.sample``), a dict of constrained draws by
+    variable name (leading axis = draws), or an array of flat unconstrained draws ``(n, ndim)``.
+    Without a trace, ``size`` particles start at the initial point (or ``start``) plus
+    ``jitter`` times standard normal noise (``init="jitter"``, PyMC's start), or as such draws
+    importance-resampled toward the posterior (``init="importance"``, SVGD's default; see
+    ``jaxvi.stein.importance_resampled_start``).  Draws pick particles uniformly with replacement.
+    """
+
+    family = ParticlesFamily
+
+    def __init__(self, trace=None, size: int | None = None, jitter: float = 1.0, model: Model | None = None,
+                 random_seed=None, start=None, init: str = "jitter", **kwargs):
+        for k in kwargs:
+            if k != "local_rv":
+                raise TypeError(f"Empirical: unexpected keyword argument {k!r}")
+        if trace is None and size is None:
+            raise ValueError("Empirical needs a trace of draws or a number of particles: Empirical(size=100)")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
+            raise ValueError(f"Empirical: size must be a positive number of particles, got {size!r}")
+        if not np.isfinite(jitter) or jitter < 0:
+            raise ValueError(f"Empirical: jitter must be a non-negative number, got {jitter!r}")
+        if init not in ("jitter", "importance"):
+            raise ValueError(f"Empirical: init must be 'jitter' or 'importance', got {init!r}")
+        self._trace, self._size, self._jitter, self._init = trace, size, float(jitter), init
+        self.init_ess = None  # effective sample size of the importance-resampled start
+        super().__init__(model=model, start=start, random_seed=random_seed)
+
+    def _init_params(self, start, start_sigma):
+        if self._trace is not None:
+            particles = flat_draws(self.cm, self._trace)
+            if self._size is not None:
+                particles = particles[-int(self._size):]
+        else:
+            center = self._start_flat(start)
+            key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 1)
+            if self._init == "importance" and self._jitter > 0:
+                particles, ess, used = jax.jit(importance_resampled_start, static_argnums=(1, 5))(
+                    key, self.cm.logp, self.cm.data, center, self._jitter, int(self._size))
+                self.init_ess = float(ess) if bool(used) else None
+            else:
+                noise = jax.random.normal(key, (int(self._size), self.cm.size), self.cm.dtype)
+                particles = center + self._jitter * noise
+        return self.family.init(jnp.asarray(particles, self.cm.dtype))
+
+    @property
+    def histogram(self) -> LiveValue:
+        """The particles, shape (n_particles, ndim) (PyMC's name)."""
+        return LiveValue(self.vparams["particles"], lambda: self.vparams["particles"])
+
+    @property
+    def size(self) -> int:
+        return int(self.vparams["particles"].shape[0])
+
+
+def flat_draws(cm: CompiledModel, trace) -> jnp.ndarray:
+    """Flat unconstrained draws ``(n, ndim)`` from InferenceData, a dict by name, or an array."""
+    if hasattr(trace, "posterior"):
+        trace = trace.posterior
+    if hasattr(trace, "data_vars"):  # an xarray Dataset with (chain, draw, ...) dims
+        trace = {name: np.asarray(trace[name].values).reshape((-1,) + tuple(trace[name].shape[2:]))
+                 for name in cm.var_names if name in trace.data_vars}
+    if isinstance(trace, dict):
+        missing = [n for n in cm.var_names if n not in trace]
+        if missing:
+            raise ValueError(f"the draws have no values for {', '.join(missing)}")
+        point = {n: jnp.asarray(trace[n], cm.dtype) for n in cm.var_names}
+        sizes = {v.shape[0] if v.ndim else 0 for v in point.values()}
+        if len(sizes) != 1 or 0 in sizes:
+            raise ValueError("the draws of each variable must share one leading draws axis")
+        return jax.jit(jax.vmap(cm.flat_from_point))(point)
+    arr = np.asarray(trace)
+    if arr.ndim != 2 or arr.shape[1] != cm.size:
+        raise ValueError(f"an array of draws must have shape (draws, {cm.size}) (flat unconstrained values), "
+                         f"got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("the draws contain NaN or infinite values")
+    return jnp.asarray(arr, cm.dtype)
+
+
+class NormalizingFlow(Approximation):
+    """A normalizing flow on the flat unconstrained vector (see ``jaxvi.flows`` for specs)."""
+
+    def __init__(self, flow: str = "planar", model: Model | None = None, random_seed=None, **kwargs):
+        kwargs.pop("local_rv", None)
+        key = jax.random.fold_in(prng_key(random_seed), 2)
+        super().__init__(model=model, family=FlowFamily(flow, key), random_seed=random_seed, **kwargs)
+
+    @property
+    def flow(self) -> str:
+        return self.family.flow
+
+
+class Group:
+    """Variables that share one variational family: ``Group([mu, sd], vfam="fr")``.
+
+    ``group=None`` takes every free variable no other group names.  ``vfam``: "mean_field"/"mf"
+    (default), "full_rank"/"fr", "low_rank"/"lr" (with ``rank=``), or a flow spec such as
+    "planar*4" or "realnvp*4" (also "nf"/"flow" with ``flow=``).
+    """
+
+    def __init__(self, group=None, vfam: str | None = None, params=None, rank: int | None = None,
+                 flow: str | None = None, **kwargs):
+        for k in kwargs:
+            if k not in ("local_rv", "model", "random_seed", "options"):
+                raise TypeError(f"Group: unexpected keyword argument {k!r}")
+        if params is not None:
+            raise NotImplementedError("Group(params=...) (user-supplied shared parameters) is not supported; "
+                                      "start values go to fit(start=...)")
+        if group is not None and not isinstance(group, (list, tuple)):
+            group = [group]
+        self.group = None if group is None else list(group)
+        self.vfam = "mean_field" if vfam is None else vfam
+        self.rank, self.flow = rank, flow
+        if not isinstance(self.vfam, str):
+            raise TypeError(f"Group: vfam must be a string such as 'mf', 'fr' or 'planar*4', got {vfam!r}")
+        self.family_for(None)  # an unknown vfam fails here, not at fit time
+
+    def family_for(self, key):
+        v = self.vfam.lower()
+        if v in ("nf", "flow", "normalizing_flow"):
+            return FlowFamily(self.flow or "planar", key)
+        if v in ("empirical", "histogram"):
+            raise ValueError("vfam='empirical' cannot be one group among others; use jv.Empirical(...) for "
+                             "particles over all variables")
+        if v in ("low_rank", "lr", "lowrank"):
+            return LowRankFamily(self.rank)
+        if v in FAMILIES:
+            return FAMILIES[v]
+        if is_flow_spec(v):
+            return FlowFamily(v, key)
+        raise ValueError(f"unknown vfam {self.vfam!r}; valid: mean_field/mf, full_rank/fr, low_rank/lr, or a flow "
+                         "spec such as 'planar*4', 'radial*2-loc', 'realnvp*4', 'maf*4', 'nsf*2'")
+
+    def __repr__(self):
+        names = "None" if self.group is None else [getattr(v, "name", v) for v in self.group]
+        return f"Group({names}, vfam={self.vfam!r})"
+
+
+def grouped_family(cm: CompiledModel, groups, random_seed=None) -> GroupedFamily:
+    """Resolve ``Group``s against the model: which flat coordinates each family covers."""
+    if isinstance(groups, Group):
+        groups = [groups]
+    if not isinstance(groups, (list, tuple)) or not groups or not all(isinstance(g, Group) for g in groups):
+        raise TypeError("groups must be a non-empty list of jv.Group(...) objects")
+    by_name = {rv.name: rv for rv in cm.free_rvs}
+    by_value = {rv.value_name: rv for rv in cm.free_rvs}
+    owner: dict = {}
+    rest = [g for g in groups if g.group is None]
+    if len(rest) > 1:
+        raise ValueError("only one Group(None, ...) may take the remaining variables")
+    for gi, g in enumerate(groups):
+        for v in g.group or []:
+            name = getattr(v, "name", v)
+            rv = by_name[name] if name in by_name else by_value.get(name)
+            if rv is None or (hasattr(v, "name") and not any(v is r for r in cm.free_rvs)):
+                raise ValueError(f"Group: {name!r} is not a free variable of the model "
+                                 f"(free: {', '.join(cm.var_names)})")
+            if rv.name in owner:
+                raise ValueError(f"Group: {rv.name!r} is in more than one group")
+            owner[rv.name] = gi
+    missing = [rv.name for rv in cm.free_rvs if rv.name not in owner]
+    if missing and not rest:
+        raise ValueError(f"no group covers {', '.join(missing)}: add them to a group or add "
+                         "jv.Group(None, vfam=...) for the remaining variables")
+    if rest:
+        if not missing:
+            raise ValueError("Group(None, ...) has no variables left: every free variable is in another group")
+        for name in missing:
+            owner[name] = groups.index(rest[0])
+    base = prng_key(random_seed)
+    parts = []
+    for gi, g in enumerate(groups):
+        idx = [np.arange(cm.layout.slices[rv.value_name].start, cm.layout.slices[rv.value_name].stop)
+               for rv in cm.free_rvs if owner[rv.name] == gi]
+        parts.append((np.concatenate(idx), g.family_for(jax.random.fold_in(base, 100 + gi))))
+    return GroupedFamily(parts)
+
+
+_CLASSES = {"MeanField": MeanField, "FullRank": FullRank, "LowRank": LowRank}
+
+
+def _read_saved(path) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+    """(meta, params, hist, sample_key) of a file written by ``approx.save``, or an error saying what is wrong."""
+    import zipfile
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"jv.load: there is no file {path!r}; give the path that approx.save(...) wrote")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"jv.load: {path!r} is a folder; give the .npz file that approx.save(...) wrote")
+    bad = f"jv.load: {path!r} is not an approximation saved with approx.save(...)"
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{bad}: it is not an .npz archive (truncated or corrupted?); save the approximation again")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: np.asarray(f[k]) for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{bad}: it cannot be read ({type(exc).__name__}: {exc}); save the approximation again") from None
+    missing = [k for k in ("meta", "hist", "sample_key") if k not in arrays]
+    params = {k.split(":", 1)[1]: arrays[k] for k in arrays if k.startswith("param:")}
+    if missing or not params:
+        raise ValueError(f"{bad}: it has no {', '.join(missing) or 'parameters'} (it holds {sorted(arrays)})")
+    try:
+        meta = json.loads(arrays["meta"].tobytes().decode())
+        meta = meta if isinstance(meta, dict) and {"class", "value_names"} <= set(meta) else None
+    except (UnicodeDecodeError, ValueError):
+        meta = None
+    if meta is None:
+        raise ValueError(f"{bad}: its metadata are damaged; save the approximation again")
+    return meta, params, arrays["hist"], arrays["sample_key"]
 
 
 def load(path, model: Model | None = None) -> Approximation:
-    """Restore an approximation saved with ``approx.save(path)`` onto ``model``."""
+    """Restore an approximation saved with ``approx.save(path)`` onto ``model`` (the model it was fitted on)."""
     model = modelcontext(model, what="the loaded approximation")
-    with np.load(os.fspath(path)) as f:
-        meta = json.loads(bytes(f["meta"]).decode())
-        params = {k.split(":", 1)[1]: jnp.asarray(f[k]) for k in f.files if k.startswith("param:")}
-        hist = np.asarray(f["hist"])
-        key = jnp.asarray(f["sample_key"])
+    meta, params, hist, key = _read_saved(path)
     cls = _CLASSES.get(meta["class"])
     if cls is None:
-        raise ValueError(f"cannot load an approximation of class {meta['class']!r}")
+        raise ValueError(f"jv.load: cannot load an approximation of class {meta['class']!r} "
+                         f"(loadable: {', '.join(_CLASSES)})")
     cm = model.compile()
     if cm.value_names != meta["value_names"]:
-        raise ValueError(f"the saved approximation is for variables {meta['value_names']}, "
-                         f"but the model has {cm.value_names}")
+        raise ValueError(f"jv.load: the saved approximation is for variables {meta['value_names']}, "
+                         f"but the model has {cm.value_names}; load it onto the model it was fitted on")
+    shapes = {n: list(cm.layout.shapes[n]) for n in cm.value_names}
+    if meta.get("shapes", shapes) != shapes:
+        raise ValueError(f"jv.load: the saved approximation has variable shapes {meta['shapes']}, but the model's "
+                         f"are {shapes}; load it onto the model it was fitted on")
     approx = cls(model=model)
-    approx.vparams = params
+    if set(params) != set(approx.vparams):
+        raise ValueError(f"jv.load: the saved parameters {sorted(params)} do not fit a {meta['class']} "
+                         f"approximation (expected {sorted(approx.vparams)}); the file is damaged")
+    approx.vparams = {k: jnp.asarray(v) for k, v in params.items()}
     approx.hist = hist
-    approx._sample_key = key
+    approx._sample_key = jnp.asarray(key)
     return approx
 
 

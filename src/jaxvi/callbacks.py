@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import collections
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Callback", "CheckParametersConvergence", "Tracker"]
+__all__ = ["Callback", "CheckParametersConvergence", "CheckLossConvergence", "PlateauRule", "loss_plateau",
+           "Tracker"]
 
 
 class Callback:
@@ -57,6 +60,96 @@ class CheckParametersConvergence(Callback):
         self.prev = current
         if np.linalg.norm(delta, self.ord) < self.tolerance:
             raise StopIteration(f"Convergence achieved at {i}")
+
+
+def loss_plateau(older, newer, tolerance: float = 1e-3, z: float = 2.0, n_batches: int = 10):
+    """Whether the loss has stopped decreasing between two consecutive windows (pure; numpy or JAX).
+
+    The decrease mean(older) - mean(newer) is compared with its noise: the standard error from
+    ``n_batches`` batch means per window (batch means absorb the autocorrelation of successive
+    losses, which a per-step standard error would ignore).  Plateau when the decrease is both
+    within the noise (below ``z`` standard errors) and small (below ``tolerance`` times
+    |mean(newer)|): a noisy loss that is still falling fast is not stopped just because one
+    window's noise hides the fall.  Returns a boolean (array).
+    """
+    w = older.shape[-1] // n_batches * n_batches
+    bo = jnp.reshape(older[-w:], (n_batches, -1)).mean(axis=1)
+    bn = jnp.reshape(newer[-w:], (n_batches, -1)).mean(axis=1)
+    decrease = bo.mean() - bn.mean()
+    se = jnp.sqrt((jnp.var(bo, ddof=1) + jnp.var(bn, ddof=1)) / n_batches)
+    return (decrease < z * se) & (decrease < tolerance * jnp.abs(bn.mean()))
+
+
+class _PlateauOptions:
+    def __init__(self, every: int = 100, window: int = 500, tolerance: float = 1e-3, z: float = 2.0,
+                 n_batches: int = 10):
+        if int(window) < 2 * n_batches or int(every) < 1:
+            raise ValueError(f"need window >= 2 * n_batches ({2 * n_batches}) and every >= 1, "
+                             f"got window={window!r}, every={every!r}")
+        self.every, self.window, self.n_batches = int(every), int(window), int(n_batches)
+        self.tolerance, self.z = float(tolerance), float(z)
+
+
+class CheckLossConvergence(_PlateauOptions, Callback):
+    """Stop when the loss reaches a plateau, robustly to Monte Carlo and minibatch noise.
+
+    Every ``every`` steps the last ``window`` losses are compared with the ``window`` before them
+    (:func:`loss_plateau`): the fit stops when the mean decreased by less than ``z`` standard
+    errors of the difference (batch means) and by less than ``tolerance`` relative to the loss.
+    ``jv.fit(..., stop_on_convergence=True)`` runs the same test inside the compiled loop.
+    """
+
+    def __call__(self, approx, hist, i):
+        if i % self.every or len(hist) < 2 * self.window:
+            return
+        recent = np.asarray(hist[-2 * self.window:], np.float32)
+        if not np.all(np.isfinite(recent)):
+            return
+        if bool(loss_plateau(recent[:self.window], recent[self.window:], self.tolerance, self.z, self.n_batches)):
+            raise StopIteration(f"Convergence achieved at {i}: the loss has reached a plateau "
+                                f"(windows of {self.window} steps)")
+
+
+class PlateauRule(_PlateauOptions):
+    """The loss-plateau test inside the compiled loop (``fit(stop_on_convergence=True)``).
+
+    Its state (a ring buffer of the last 2 * window losses, a count and the stop flag) rides in
+    the optimizer state: ``wrap(step)`` updates it after every step and ``stop(opt_state)`` tells the
+    engine's loop to end.  Same test and schedule as :class:`CheckLossConvergence`.
+    """
+
+    @property
+    def config(self) -> tuple:
+        return (self.every, self.window, self.tolerance, self.z, self.n_batches)
+
+    def init(self, dtype=jnp.float32):
+        return {"buf": jnp.zeros(2 * self.window, dtype), "n": jnp.zeros((), jnp.int32),
+                "stop": jnp.asarray(False)}
+
+    def update(self, state, loss):
+        w2 = 2 * self.window
+        n = state["n"] + 1
+        buf = state["buf"].at[(n - 1) % w2].set(loss.astype(state["buf"].dtype))
+        due = (n >= w2) & ((n - 1) % self.every == 0)
+
+        def test(b):
+            b = jnp.roll(b, -(n % w2))  # oldest first
+            return loss_plateau(b[:self.window], b[self.window:], self.tolerance, self.z, self.n_batches)
+
+        stop = jax.lax.cond(due, test, lambda b: jnp.asarray(False), buf)
+        return {"buf": buf, "n": n, "stop": stop}
+
+    def wrap(self, step):
+        def wrapped(params, opt_state, key, batch):
+            inner, rule_state = opt_state
+            params, inner, loss = step(params, inner, key, batch)
+            return params, (inner, self.update(rule_state, loss)), loss
+
+        return wrapped
+
+    @staticmethod
+    def stop(opt_state):
+        return opt_state[1]["stop"]
 
 
 class Tracker(Callback):

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .distributions.base import total_size_scale
-from .graph import Evaluator, Node
-from .model import DataNode, FreeRV, Model, ObservedRV
+from .graph import Evaluator, Node, ancestors
+from .model import DataNode, FreeRV, MinibatchNode, Model, ObservedRV
 from .transforms import biject_to
 
 __all__ = ["CompiledModel", "FlatLayout"]
@@ -70,6 +70,8 @@ class CompiledModel:
         self.var_names = [rv.name for rv in self.free_rvs]
         self.dtype = jax.dtypes.canonicalize_dtype(np.float64)
         self._by_value_name = {rv.value_name: rv for rv in self.free_rvs}
+        self.minibatch_groups = _minibatch_groups(
+            [*self.free_rvs, *self.observed_rvs, *self.potentials, *self.deterministics])
         self.logp_jit = jax.jit(self.logp, static_argnames=("jacobian",))
         self.logp_and_grad = jax.jit(jax.value_and_grad(self.logp))
         self._initial_jit = jax.jit(self._initial_point)
@@ -77,11 +79,48 @@ class CompiledModel:
     # -- data -------------------------------------------------------------------------------
     @property
     def data(self) -> dict[str, jax.Array]:
-        """The data pytree (Data variables and observed arrays) at their current values."""
-        return self.model.data
+        """The data pytree (Data variables, observed arrays, the full arrays of minibatches)."""
+        return {**self.model.data, **{n.key: n.value for g in self.minibatch_groups for n in g.nodes}}
+
+    def fit_data(self) -> dict:
+        """The data a fit starts from: like ``data`` but without the streamed (on-disk) minibatches."""
+        return {**self.model.data, **{n.key: n.value for g in self.minibatch_groups if not g.streamed
+                                      for n in g.nodes}}
+
+    def select_batch(self, key, data, shards: int = 1) -> dict:
+        """``data`` with every in-memory minibatch replaced by its rows for this step.
+
+        One index stream (``batch_size`` draws with replacement, as PyMC) per group of minibatches
+        sharing (rows, batch size), so all of them see the same rows.  With ``shards > 1`` (data
+        split over devices along the rows) each shard draws its share of the batch from its own
+        rows, so the gather stays on the device that holds the rows.
+        """
+        groups = [g for g in self.minibatch_groups if not g.streamed]
+        if not groups:
+            return data
+        out = dict(data)
+        for g, k in zip(groups, jax.random.split(key, len(groups))):
+            s = shards if g.n_rows % shards == 0 and g.batch_size % shards == 0 else 1
+            idx = jax.random.randint(k, (s, g.batch_size // s), 0, g.n_rows // s)
+            for node in g.nodes:
+                x = data[node.key]
+                if s == 1:
+                    out[node.key] = jnp.take(x, idx[0], axis=0)
+                else:
+                    parts = x.reshape((s, g.n_rows // s) + x.shape[1:])
+                    picked = jax.vmap(lambda rows, i: jnp.take(rows, i, axis=0))(parts, idx)
+                    out[node.key] = picked.reshape((g.batch_size,) + x.shape[1:])
+        return out
+
+    @staticmethod
+    def stream_batch(batch, i) -> dict:
+        """Step ``i`` of a streamed chunk ``(data, {"block": {key: [C, B, ...]}, "offset": o})``."""
+        data, fed = batch
+        at = fed["offset"] + i
+        return {**data, **{k: jax.lax.dynamic_index_in_dim(v, at, keepdims=False) for k, v in fed["block"].items()}}
 
     def _batch(self, batch):
-        return self.model.data if batch is None else batch
+        return self.fit_data() if batch is None else batch
 
     # -- the evaluator ---------------------------------------------------------------------------
     def _evaluator(self, batch, free_value, records: list | None = None) -> Evaluator:
@@ -90,6 +129,8 @@ class CompiledModel:
         def leaf(node: Node, ev: Evaluator):
             if isinstance(node, DataNode):
                 return batch[node.key]
+            if isinstance(node, MinibatchNode):  # the full array unless the fit passes its rows
+                return batch[node.key] if node.key in batch else node.value
             if isinstance(node, FreeRV):
                 d = node.spec.build(ev)
                 t = biject_to(d.support) if node.transformed else None
@@ -210,10 +251,16 @@ class CompiledModel:
 
         def choose(rv, d, t):
             if rv.value_name in point:
-                u = jnp.asarray(point[rv.value_name], self.dtype).reshape(rv.unconstrained_shape)
+                u = _point_value(rv.value_name, point[rv.value_name], rv.unconstrained_shape, self.dtype)
                 return t(u) if t is not None else u
             if rv.name in point:
-                return jnp.asarray(point[rv.name], self.dtype).reshape(rv.shape)
+                x = _point_value(rv.name, point[rv.name], rv.shape, self.dtype)
+                inside = d.support(x)
+                if not isinstance(inside, jax.core.Tracer) and not bool(jnp.all(inside)):
+                    raise ValueError(f"the value given for {rv.name!r} lies outside the support of its "
+                                     f"{rv.distribution} distribution; give a value inside it, or an unconstrained "
+                                     f"value as {rv.value_name!r}")
+                return x
             raise KeyError(f"point has no value for {rv.value_name!r} (or {rv.name!r})")
 
         return self._flat_from(choose, self._batch(batch))
@@ -245,6 +292,41 @@ class CompiledModel:
         return f"CompiledModel(size={self.size}, free={self.value_names}, observed={[r.name for r in self.observed_rvs]})"
 
 
+def _point_value(name: str, value, shape: tuple, dtype, prefix: str = ""):
+    """A point's value for ``name`` as an array of ``shape`` (scalars broadcast), checked when concrete."""
+    if isinstance(value, jax.core.Tracer):
+        return jnp.reshape(jnp.asarray(value, dtype), shape)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{prefix}the value given for {name!r} must be numeric, got {value!r}") from None
+    size = int(np.prod(shape, dtype=np.int64))
+    if arr.ndim and arr.size != size:
+        raise ValueError(f"{prefix}the value given for {name!r} has shape {arr.shape}, but {name!r} has shape {tuple(shape)}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{prefix}the value given for {name!r} is not finite ({value!r}); give finite numbers")
+    return jnp.asarray(np.broadcast_to(arr, shape) if arr.ndim == 0 else arr.reshape(shape), dtype)
+
+
+class MinibatchGroup:
+    """Minibatch nodes drawn with one index stream: same number of rows and batch size."""
+
+    def __init__(self, n_rows: int, batch_size: int, nodes: list):
+        self.n_rows, self.batch_size, self.nodes = n_rows, batch_size, nodes
+        self.streamed = any(n.streamed for n in nodes)  # then the host reads all of them
+
+    def __repr__(self):
+        return f"MinibatchGroup(rows={self.n_rows}, batch={self.batch_size}, arrays={len(self.nodes)})"
+
+
+def _minibatch_groups(roots) -> list[MinibatchGroup]:
+    groups: dict[tuple, list] = {}
+    for node in ancestors(roots):
+        if isinstance(node, MinibatchNode):
+            groups.setdefault((node.n_rows, node.batch_size), []).append(node)
+    return [MinibatchGroup(n, b, nodes) for (n, b), nodes in sorted(groups.items())]
+
+
 def support_point(rv: FreeRV, d, t):
     """A central value inside the support: the mean where finite, else the transform of zero."""
     zero = jnp.zeros(rv.unconstrained_shape, jax.dtypes.canonicalize_dtype(np.float64))
@@ -256,6 +338,9 @@ def support_point(rv: FreeRV, d, t):
     except (NotImplementedError, AttributeError, TypeError, ValueError):
         return fallback
     ok = jnp.isfinite(m)
+    if t is not None:  # a mean on the support's edge (a Beta with a tiny alpha) maps to +-inf
+        u = t.inv(m)
+        ok = ok & (jnp.isfinite(u) if u.shape == m.shape else jnp.all(jnp.isfinite(u)))
     inside = jnp.asarray(d.support(m))
     inside = jnp.reshape(inside, inside.shape + (1,) * (m.ndim - inside.ndim))
     event_ok = jnp.all(ok, axis=tuple(range(m.ndim - len(d.event_shape), m.ndim)), keepdims=True) & inside

@@ -58,8 +58,14 @@ def _all_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
 
 
-def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, loss_dtype=None) -> Callable:
+def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, loss_dtype=None,
+                per_step: Callable | None = None, stop: Callable | None = None) -> Callable:
     """A jitted ``run_chunk(params, opt_state, key, m, batch)`` running ``m <= chunk_size`` steps.
+
+    With ``per_step``, step ``i`` of the chunk sees ``per_step(batch, i)`` instead of ``batch``
+    (streamed data: ``batch`` holds a stacked block of per-step batches).
+    With ``stop``, the loop also ends as soon as ``stop(opt_state)`` is True (an in-loop stopping
+    rule whose state the step keeps in ``opt_state``); ``run`` reports that as a convergence stop.
 
     Returns ``(params, opt_state, key, losses[chunk_size], done, ok, bad_coordinates)``:
     ``done`` steps were applied; ``ok`` is False when the next one produced a non-finite loss
@@ -69,13 +75,14 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
 
     def run_chunk(params, opt_state, key, m, batch):
         def cond(carry):
-            i, _, _, _, _, ok, _ = carry
-            return (i < m) & ok
+            i, _, opt_state, _, _, ok, _ = carry
+            return (i < m) & ok & (True if stop is None else ~stop(opt_state))
 
         def body(carry):
             i, params, opt_state, key, losses, _, bad = carry
             next_key, sub = jax.random.split(key)
-            new_params, new_opt, loss = step(params, opt_state, sub, batch)
+            new_params, new_opt, loss = step(params, opt_state, sub,
+                                             batch if per_step is None else per_step(batch, i))
             ok = jnp.isfinite(loss) & _all_finite(new_params)
             pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
             params = jax.tree_util.tree_map(pick, new_params, params)
@@ -124,8 +131,12 @@ def _average(losses: np.ndarray) -> float:
 
 def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: int,
         callbacks: list[tuple[int, Callable]] = (), progressbar: bool = True, step_offset: int = 0,
-        history: np.ndarray | None = None, desc: str = "Fitting") -> RunResult:
+        history: np.ndarray | None = None, desc: str = "Fitting", feed=None) -> RunResult:
     """Run ``n`` steps; ``callbacks`` are ``(every, fn(params, opt_state, losses_so_far, i))`` pairs.
+
+    ``feed`` streams data: before each chunk ``feed.take(m) -> (fed, m')`` gives the next
+    (prefetched) block and how many steps it serves; the runner gets ``(batch, fed)`` for
+    ``m' <= m`` steps, after which ``feed.commit(k)`` records the ``k`` steps taken.
 
     ``i`` is the global 0-based index of the last completed step (``step_offset`` counts the
     steps of earlier runs); ``fn`` is called when ``i % every == 0`` and may raise StopIteration.
@@ -156,8 +167,14 @@ def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: 
             boundary = _next_boundary(step_offset + done, step_offset + n, periods, chunk_size) - step_offset
             m = min(boundary - done, budget)
             tc = time.perf_counter()
-            out = runner(params, opt_state, key, np.int32(m), batch)
+            if feed is None:
+                out = runner(params, opt_state, key, np.int32(m), batch)
+            else:
+                fed, m = feed.take(m)
+                out = runner(params, opt_state, key, np.int32(m), (batch, fed))
             k = int(out[4])
+            if feed is not None:
+                feed.commit(k)
             params, opt_state, key, losses, _, ok, bad_mask = out
             if done > 0 or k < m:  # time the chunks after the first (compiling) one
                 rate = k / max(time.perf_counter() - tc, 1e-6)
@@ -173,6 +190,8 @@ def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: 
             if not bool(ok):
                 status, bad = "nonfinite", np.asarray(bad_mask)
                 break
+            if k < m:  # only the runner's stop rule ends a finite chunk early
+                raise StopIteration(f"Convergence achieved at {step_offset + done - 1} (in-loop stopping rule)")
             i = step_offset + done - 1
             due = [fn for every, fn in callbacks if i % every == 0]
             for fn in due:

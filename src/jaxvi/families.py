@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["MeanFieldFamily", "FullRankFamily", "softplus_inverse", "FAMILIES"]
+__all__ = ["MeanFieldFamily", "FullRankFamily", "ParticlesFamily", "GroupedFamily", "LowRankFamily", "softplus_inverse", "FAMILIES"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -157,7 +157,217 @@ class FullRankFamily:
         return jnp.isfinite(params["mu"]) & ~row_bad
 
 
+#: Rank of ``LowRankFamily()`` when none is given: min(d, DEFAULT_RANK).
+DEFAULT_RANK = 5
+
+
+class LowRankFamily:
+    """Low-rank plus diagonal normal: cov = diag(s**2) + W W^T, s = softplus(rho), W of shape (d, k).
+
+    Sampling is z = mu + s * e1 + W e2 (e1 ~ N(0, I_d), e2 ~ N(0, I_k)); ``log_prob`` uses the
+    Woodbury identity and the matrix-determinant lemma through the k x k capacitance matrix
+    C = I_k + W^T diag(s**-2) W, so every operation costs O(d k^2) and no d x d matrix is formed
+    (``cov`` excepted).  ``LowRankFamily(rank=k)``; ``rank=None`` uses min(d, DEFAULT_RANK).
+    ``init`` starts W at a small fixed pseudo-random factor (W = 0 is a saddle of the ELBO) with
+    the diagonal shrunk so that the starting std is exactly ``sigma``.
+    """
+
+    name = "low_rank"
+    param_names = ("mu", "rho", "W")
+
+    def __init__(self, rank: int | None = None):
+        if rank is not None and (isinstance(rank, bool) or int(rank) != rank or int(rank) < 1):
+            raise ValueError(f"LowRankFamily: rank must be a positive integer, got {rank!r}")
+        self.rank = None if rank is None else int(rank)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.rank == self.rank
+
+    def __hash__(self):
+        return hash((type(self), self.rank))
+
+    def __repr__(self):
+        return f"LowRankFamily(rank={self.rank})"
+
+    def init(self, mean, sigma=None):
+        mean = jnp.asarray(mean)
+        d = mean.shape[-1]
+        k = min(d, DEFAULT_RANK) if self.rank is None else self.rank
+        sigma = jnp.ones(d, mean.dtype) if sigma is None else jnp.broadcast_to(sigma, (d,)).astype(mean.dtype)
+        raw = jnp.asarray(np.random.default_rng(0).normal(size=(d, k)), mean.dtype)
+        w = 0.1 * sigma[:, None] * raw / jnp.linalg.norm(raw, axis=-1, keepdims=True)  # row norm 0.1 sigma
+        return {"mu": mean, "rho": softplus_inverse(jnp.sqrt(0.99) * sigma), "W": w}
+
+    @staticmethod
+    def mean(params):
+        return params["mu"]
+
+    @staticmethod
+    def diag_std(params):
+        return jax.nn.softplus(params["rho"])
+
+    @classmethod
+    def std(cls, params):
+        return jnp.sqrt(cls.diag_std(params) ** 2 + jnp.sum(params["W"] ** 2, axis=-1))
+
+    @classmethod
+    def cov(cls, params):
+        w = params["W"]
+        return jnp.diag(cls.diag_std(params) ** 2) + w @ w.T
+
+    @classmethod
+    def sample(cls, params, key, n):
+        d, k = params["W"].shape
+        eps = jax.random.normal(key, (n, d + k), params["mu"].dtype)
+        return params["mu"] + cls.diag_std(params) * eps[:, :d] + eps[:, d:] @ params["W"].T
+
+    @classmethod
+    def _capacitance_chol(cls, params):
+        s = cls.diag_std(params)
+        u = params["W"] / s[:, None]  # D^{-1/2} W
+        k = u.shape[-1]
+        return s, u, jnp.linalg.cholesky(jnp.eye(k, dtype=u.dtype) + u.T @ u)
+
+    @classmethod
+    def log_prob(cls, params, z):
+        s, u, lc = cls._capacitance_chol(params)
+        r = (z - params["mu"]) / s  # D^{-1/2} (z - mu)
+        ru = r @ u
+        v = jax.scipy.linalg.solve_triangular(lc, ru.reshape(-1, ru.shape[-1]).T, lower=True).T.reshape(ru.shape)
+        maha = jnp.sum(r**2, axis=-1) - jnp.sum(v**2, axis=-1)
+        logdet = 2 * jnp.sum(jnp.log(s)) + 2 * jnp.sum(jnp.log(jnp.diagonal(lc)))
+        return -0.5 * (maha + logdet + s.shape[-1] * _LOG_2PI)
+
+    @classmethod
+    def sample_and_log_prob(cls, params, key, n):
+        z = cls.sample(params, key, n)
+        return z, cls.log_prob(params, z)
+
+    @classmethod
+    def entropy(cls, params):
+        s, _, lc = cls._capacitance_chol(params)
+        return 0.5 * s.shape[-1] * (1.0 + _LOG_2PI) + jnp.sum(jnp.log(s)) + jnp.sum(jnp.log(jnp.diagonal(lc)))
+
+    @staticmethod
+    def coordinate_finite(params):
+        return jnp.isfinite(params["mu"]) & jnp.isfinite(params["rho"]) & jnp.all(jnp.isfinite(params["W"]), axis=-1)
+
+
+class ParticlesFamily:
+    """A set of particles ``particles[n, d]`` (the Empirical approximation; SVGD moves them).
+
+    Draws pick particles uniformly with replacement; there is no density (``has_density`` is
+    False), so KLqp cannot fit it, but Stein methods can.
+    """
+
+    name = "empirical"
+    param_names = ("particles",)
+    has_density = False
+
+    @staticmethod
+    def init(particles, sigma=None):
+        return {"particles": jnp.asarray(particles)}
+
+    @staticmethod
+    def particles_of(params):
+        return params["particles"]
+
+    @staticmethod
+    def mean(params):
+        return jnp.mean(params["particles"], axis=0)
+
+    @staticmethod
+    def std(params):
+        return jnp.std(params["particles"], axis=0)
+
+    @staticmethod
+    def cov(params):
+        x = params["particles"]
+        return jnp.atleast_2d(jnp.cov(x, rowvar=False, ddof=0 if x.shape[0] < 2 else 1))
+
+    @staticmethod
+    def sample(params, key, n):
+        x = params["particles"]
+        return x[jax.random.randint(key, (n,), 0, x.shape[0])]
+
+    @staticmethod
+    def log_prob(params, z):
+        raise TypeError("an Empirical approximation (particles) has no density: log q is not defined")
+
+    @staticmethod
+    def coordinate_finite(params):
+        return jnp.all(jnp.isfinite(params["particles"]), axis=0)
+
+
+class GroupedFamily:
+    """Independent families on disjoint blocks of the flat vector (PyMC's ``Group``s).
+
+    ``parts`` is a list of ``(indices, family)``; params are ``{"groups": [params per part]}``.
+    """
+
+    param_names = ("groups",)
+
+    def __init__(self, parts):
+        self.indices = [np.asarray(idx, dtype=np.int64) for idx, _ in parts]
+        self.families = [family for _, family in parts]
+        self.size = int(sum(len(i) for i in self.indices))
+        self.has_density = all(getattr(f, "has_density", True) for f in self.families)
+        self.name = "+".join(f.name for f in self.families)
+
+    def init(self, mean, sigma=None):
+        return {"groups": [f.init(mean[..., i], None if sigma is None else jnp.asarray(sigma)[..., i])
+                           for i, f in zip(self.indices, self.families)]}
+
+    def _scatter(self, parts, lead=()):
+        out = jnp.zeros(lead + (self.size,), parts[0].dtype)
+        for i, x in zip(self.indices, parts):
+            out = out.at[..., i].set(x)
+        return out
+
+    def sample_and_log_prob(self, params, key, n):
+        keys = jax.random.split(key, len(self.families))
+        zs, logq = [], 0.0
+        for f, p, k in zip(self.families, params["groups"], keys):
+            z, lq = f.sample_and_log_prob(p, k, n)
+            zs.append(z)
+            logq = logq + lq
+        return self._scatter(zs, (n,)), logq
+
+    def sample(self, params, key, n):
+        keys = jax.random.split(key, len(self.families))
+        return self._scatter([f.sample(p, k, n) for f, p, k in zip(self.families, params["groups"], keys)], (n,))
+
+    def log_prob(self, params, z):
+        return sum(f.log_prob(p, z[..., i]) for f, p, i in zip(self.families, params["groups"], self.indices))
+
+    def mean(self, params):
+        return self._scatter([f.mean(p) for f, p in zip(self.families, params["groups"])])
+
+    def std(self, params):
+        return self._scatter([f.std(p) for f, p in zip(self.families, params["groups"])])
+
+    def cov(self, params):
+        out = None
+        for i, f, p in zip(self.indices, self.families, params["groups"]):
+            c = f.cov(p)
+            out = jnp.zeros((self.size, self.size), c.dtype) if out is None else out
+            out = out.at[np.ix_(i, i)].set(c)
+        return out
+
+    def coordinate_finite(self, params):
+        parts = [f.coordinate_finite(p) for f, p in zip(self.families, params["groups"])]
+        out = jnp.zeros(self.size, bool)
+        for i, x in zip(self.indices, parts):
+            out = out.at[i].set(x)
+        return out
+
+    def __repr__(self):
+        return f"GroupedFamily({self.name})"
+
+
 FAMILIES = {
     "mean_field": MeanFieldFamily, "mf": MeanFieldFamily, "advi": MeanFieldFamily,
     "full_rank": FullRankFamily, "fr": FullRankFamily, "fullrank": FullRankFamily,
+    "low_rank": LowRankFamily(), "lr": LowRankFamily(), "lowrank": LowRankFamily(),
+    "empirical": ParticlesFamily, "histogram": ParticlesFamily,
 }

@@ -7,24 +7,37 @@ exactly where ``fit`` stopped, without recompiling.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine
-from .approximations import Approximation, FullRank, MeanField, _key
+from . import diagnostics, engine
+from .callbacks import PlateauRule
+from .data import Feeding, make_mesh
+from .approximations import Approximation, Empirical, FullRank, LowRank, MeanField, NormalizingFlow, _key
 from .model import Model, modelcontext
 from .objectives import kl_qp
+from .stein import get_estimator, get_kernel, implicit_objective
 from .optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
 
-__all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "fit", "METHODS"]
+__all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "fit", "METHODS"]
 
 DEFAULT_CHUNK = 1000
 _DEFAULT_OPTIMIZER = adagrad_window()
 
 
 class Inference:
-    """Base class: ``fit(n)``, ``refine(n)``, ``approx``, ``hist``."""
+    """Base class: ``fit(n)``, ``refine(n)``, ``approx``, ``hist``.
+
+    After every fit/refine the Pareto k-hat of p/q is computed from ``khat_draws`` draws (0 turns it
+    off) into ``approx.khat``, with a ``jaxvi.diagnostics.KhatWarning`` above 0.7.
+    """
+
+    khat_draws = diagnostics.KHAT_DRAWS
+
+    default_obj_n_mc = 1  # draws per step of the objective when fit(obj_n_mc=None)
 
     def __init__(self, approx: Approximation, random_seed=None):
         if not isinstance(approx, Approximation):
@@ -33,8 +46,11 @@ class Inference:
         self._key = _key(random_seed)
         self._optimizer = None
         self._opt_state = None
+        self._stop_rule = None
         self._runner = None
         self._steps = 0
+        self._feeding = None  # data feeding of the current fit (minibatches, streams, devices)
+        self._feed = None
 
     # -- what subclasses define ---------------------------------------------------------------
     def _objective(self, n_mc: int):
@@ -57,28 +73,55 @@ class Inference:
         """Get the compiled runner (shared through the compiled model's cache) and a fresh optimizer state."""
         tx = with_grad_norm_clip(optimizer, clip)
         cache = self.approx.cm.__dict__.setdefault("_runner_cache", {})
-        config = (*self._config(), id(optimizer), n_mc, clip)
+        feeding = self._feeding or Feeding(self.approx.cm)
+        rule = self._stop_rule  # fit(stop_on_convergence=...): a PlateauRule whose state rides in opt_state
+        config = (*self._config(), id(optimizer), n_mc, clip, feeding.config, rule and rule.config)
         if config not in cache:
-            step = engine.make_step(self._objective(n_mc), tx)
-            runner = engine.make_runner(step, DEFAULT_CHUNK, self.approx.family.coordinate_finite)
+            step = engine.make_step(feeding.objective(self._objective(n_mc)), tx)
+            runner = engine.make_runner(step if rule is None else rule.wrap(step), DEFAULT_CHUNK,
+                                        self.approx.family.coordinate_finite, per_step=feeding.per_step,
+                                        stop=None if rule is None else rule.stop)
             cache[config] = (runner, optimizer)  # keeps the optimizer alive so its id stays unique
         self._runner = cache[config][0]
         self._opt_state = tx.init(self.approx.vparams)
+        if rule is not None:
+            self._opt_state = (self._opt_state, rule.init())
         self._optimizer = optimizer
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, n: int = 10000, score=None, callbacks=None, progressbar: bool = True, obj_optimizer=None,
-            total_grad_norm_constraint=None, obj_n_mc: int | None = None, **kwargs) -> Approximation:
-        """Run ``n`` optimisation steps and return the approximation (also ``self.approx``)."""
+            total_grad_norm_constraint=None, obj_n_mc: int | None = None, devices=None, mesh=None,
+            stop_on_convergence=False, **kwargs) -> Approximation:
+        """Run ``n`` optimisation steps and return the approximation (also ``self.approx``).
+
+        ``stop_on_convergence=True`` (or a dict of ``jv.callbacks.PlateauRule`` options: ``every``,
+        ``window``, ``tolerance``, ``z``) stops inside the compiled loop once the loss reaches a
+        plateau -- the test of ``jv.callbacks.CheckLossConvergence`` without leaving the loop.
+
+        ``devices=jax.devices()`` (or a ``mesh=`` with one axis named ``"data"``) fits data-parallel:
+        the data are split along their rows over the devices and the gradients summed by XLA.
+        """
         for k in kwargs:
             if k not in ("tf_n_mc", "fn_kwargs", "more_updates", "more_obj_params", "more_tf_params",
                          "more_replacements", "total_grad_norm_constraint", "obj_n_mc"):
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
         n = _check_n(n)
         optimizer = _DEFAULT_OPTIMIZER if obj_optimizer is None else get_optimizer(obj_optimizer)
-        n_mc = 1 if obj_n_mc is None else int(obj_n_mc)
+        if obj_n_mc is not None and (isinstance(obj_n_mc, bool) or not isinstance(obj_n_mc, (int, np.integer))):
+            raise TypeError(f"obj_n_mc must be a positive integer (draws per step), got {obj_n_mc!r}")
+        n_mc = self.default_obj_n_mc if obj_n_mc is None else int(obj_n_mc)
         if n_mc < 1:
             raise ValueError(f"obj_n_mc must be a positive integer, got {obj_n_mc!r}")
+        mesh = make_mesh(devices, mesh)
+        if self._feeding is None or self._feeding.mesh is not mesh:
+            self._feeding, self._feed = Feeding(self.approx.cm, mesh), None
+        if stop_on_convergence is True or isinstance(stop_on_convergence, dict):
+            self._stop_rule = PlateauRule(**({} if stop_on_convergence is True else stop_on_convergence))
+        elif stop_on_convergence in (False, None):
+            self._stop_rule = None
+        else:
+            raise TypeError(f"stop_on_convergence must be True, False or a dict of PlateauRule options, "
+                            f"got {stop_on_convergence!r}")
         self._prepare(optimizer, n_mc, total_grad_norm_constraint)  # a fresh optimizer state, as in PyMC
         return self._run(n, callbacks, progressbar)
 
@@ -91,14 +134,22 @@ class Inference:
     def _run(self, n, callbacks, progressbar):
         approx = self.approx
         cbs = _wrap_callbacks(approx, callbacks)
-        result = engine.run(self._runner, approx.vparams, self._opt_state, self._key, n, approx.cm.data,
+        feeding = self._feeding or Feeding(approx.cm)
+        if self._feed is None:
+            self._feed = feeding.feed(self._key)
+        if self._stop_rule is not None:  # a fresh plateau test for every fit/refine
+            self._opt_state = (self._opt_state[0], self._stop_rule.init())
+        params, opt_state, key = feeding.replicate((approx.vparams, self._opt_state, self._key))
+        result = engine.run(self._runner, params, opt_state, key, n, feeding.batch(),
                             chunk_size=DEFAULT_CHUNK, callbacks=cbs, progressbar=progressbar,
-                            step_offset=self._steps, history=approx.hist, desc=type(self).__name__)
-        approx.vparams, self._opt_state, self._key = result.params, result.opt_state, result.key
+                            step_offset=self._steps, history=approx.hist, desc=type(self).__name__,
+                            feed=self._feed)
+        approx.vparams, self._opt_state, self._key = feeding.local((result.params, result.opt_state, result.key))
         approx.hist = np.concatenate([approx.hist, result.losses])
         self._steps += len(result.losses)
         if result.status == "nonfinite":
             raise FloatingPointError(_nonfinite_message(approx, result, self._steps))
+        diagnostics.record_khat(approx, self.khat_draws)  # approx.khat; warns when > 0.7
         return approx
 
 
@@ -123,7 +174,14 @@ def _wrap_callbacks(approx, callbacks):
 
         def call(params, opt_state, hist, i, cb=cb):
             approx.vparams = params
-            cb(approx, hist, i)
+            try:
+                cb(approx, hist, i)
+            except (StopIteration, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # the user's error, kept as it is, with where it happened
+                exc.add_note(f"raised by the callback {getattr(cb, '__name__', type(cb).__name__)} at step {i}; "
+                             "fix the callback, or raise StopIteration from it to stop the fit cleanly")
+                raise
 
         out.append((every, call))
     return out
@@ -187,7 +245,104 @@ class FullRankADVI(ADVI):
     approximation = FullRank
 
 
-METHODS = {"advi": ADVI, "fullrank_advi": FullRankADVI}
+class LowRankADVI(ADVI):
+    """ADVI with a low-rank plus diagonal normal (``rank=None``: min(ndim, 5)); O(ndim * rank**2) per step."""
+
+    def __init__(self, model: Model | None = None, rank: int | None = None, **kwargs):
+        self.approximation = functools.partial(LowRank, rank=rank)
+        super().__init__(model=model, **kwargs)
+
+
+class ImplicitGradient(Inference):
+    """Fit ``approx`` along a Stein direction instead of a loss gradient (the operator behind
+    SVGD and ASVGD).
+
+    ``estimator(x, score, kernel, temperature) -> phi[n, d]`` gives the direction at draws
+    ``x`` (default: the SVGD direction); ``kernel(x) -> (K, dK, bandwidth)`` (default: RBF with the
+    median heuristic).  For an Empirical approximation the draws are its particles; for a
+    parametric one they are ``obj_n_mc`` reparameterised draws.  ``hist`` records the
+    kernelized Stein discrepancy of the particles (Empirical) or the -ELBO estimate of the draws.
+    """
+
+    def __init__(self, approx: Approximation, estimator="stein", kernel="rbf", temperature: float = 1.0,
+                 random_seed=None):
+        super().__init__(approx, random_seed=random_seed)
+        self.estimator = get_estimator(estimator)
+        self.kernel = get_kernel(kernel)
+        temperature = float(temperature)
+        if not np.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        self.temperature = temperature
+
+    def _config(self):
+        return (*super()._config(), self.estimator, self.kernel, self.temperature)
+
+    def _objective(self, n_mc):
+        return implicit_objective(self.approx.family, self.approx.cm.logp, n_mc, self.estimator, self.kernel,
+                                  self.temperature)
+
+
+class SVGD(ImplicitGradient):
+    """Stein variational gradient descent (Liu & Wang 2016) on ``n_particles`` particles.
+
+    Particles start as draws from N(initial point or ``start``, jitter^2) importance-resampled
+    toward the posterior (``init="importance"``, so that modes get their share of particles;
+    ``init="jitter"`` keeps PyMC's plain jittered start), then move together (no loop over
+    particles) through the optimizer.  The result is an ``Empirical``.
+    """
+
+    def __init__(self, n_particles: int = 100, jitter: float = 1.0, model: Model | None = None, start=None,
+                 random_seed=None, estimator="stein", kernel="rbf", temperature: float = 1.0, init: str = "importance",
+                 **kwargs):
+        for k in kwargs:
+            if k not in ("local_rv",):
+                raise TypeError(f"SVGD: unexpected keyword argument {k!r}")
+        if isinstance(n_particles, bool) or not isinstance(n_particles, (int, np.integer)) or n_particles < 1:
+            raise ValueError(f"SVGD: n_particles must be a positive integer, got {n_particles!r}")
+        model = modelcontext(model, what="SVGD")
+        approx = Empirical(size=int(n_particles), jitter=jitter, model=model, start=start, random_seed=random_seed,
+                           init=init)
+        super().__init__(approx, estimator=estimator, kernel=kernel, temperature=temperature,
+                         random_seed=random_seed)
+
+
+class ASVGD(ImplicitGradient):
+    """Amortized SVGD (Feng, Wang & Liu 2017): a parametric approximation (full-rank by default)
+    trained by pushing the Stein direction at ``obj_n_mc`` of its draws (default 500) back onto
+    its parameters."""
+
+    default_obj_n_mc = 500
+
+    def __init__(self, approx: Approximation | None = None, estimator="stein", kernel="rbf",
+                 model: Model | None = None, random_seed=None, start=None, start_sigma=None,
+                 temperature: float = 1.0, **kwargs):
+        for k in kwargs:
+            if k not in ("local_rv",):
+                raise TypeError(f"ASVGD: unexpected keyword argument {k!r}")
+        if approx is None:
+            approx = FullRank(model=modelcontext(model, what="ASVGD"), start=start, start_sigma=start_sigma,
+                              random_seed=random_seed)
+        if not approx.has_density:
+            raise TypeError("ASVGD trains a parametric approximation; for particles use SVGD")
+        super().__init__(approx, estimator=estimator, kernel=kernel, temperature=temperature,
+                         random_seed=random_seed)
+
+
+class NFVI(KLqp):
+    """Normalizing-flow VI: KLqp over a ``NormalizingFlow`` (``flow="planar*4"``, "realnvp*4", ...)."""
+
+    def __init__(self, flow: str = "planar", model: Model | None = None, random_seed=None, start=None,
+                 start_sigma=None, beta: float = 1.0, stick_the_landing: bool = False, **kwargs):
+        for k in kwargs:
+            if k not in ("local_rv", "jitter"):
+                raise TypeError(f"NFVI: unexpected keyword argument {k!r}")
+        approx = NormalizingFlow(flow, model=modelcontext(model, what="NFVI"), start=start, start_sigma=start_sigma,
+                                 random_seed=random_seed)
+        super().__init__(approx, beta=beta, stick_the_landing=stick_the_landing, random_seed=random_seed)
+
+
+METHODS = {"advi": ADVI, "fullrank_advi": FullRankADVI, "lowrank_advi": LowRankADVI,
+           "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI}
 
 
 def fit(n: int = 10000, method="advi", model: Model | None = None, random_seed=None, start=None,

@@ -14,6 +14,7 @@ from .graph import Apply, Node, _canonical_array, as_node
 __all__ = [
     "Model", "modelcontext", "Data", "set_data", "Deterministic", "Potential",
     "RandomVariable", "FreeRV", "ObservedRV", "DataNode", "DeterministicNode", "PotentialNode",
+    "Minibatch", "MinibatchNode",
 ]
 
 _STACK = threading.local()
@@ -196,9 +197,13 @@ class Model:
         root._dim_lengths[name] = int(length)
 
     def add_coords(self, coords: dict):
+        if not isinstance(coords, dict):
+            raise TypeError(f"coords must be a dict {{dim name: values or length}}, got {type(coords).__name__}")
         for name, values in coords.items():
-            if isinstance(values, (int, np.integer)):
+            if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
                 self.add_coord(name, length=int(values))
+            elif isinstance(values, (str, bytes)) or np.ndim(values) != 1:
+                raise TypeError(f"coord {name!r} must be a sequence of labels or a length, got {values!r}")
             else:
                 self.add_coord(name, values)
 
@@ -206,7 +211,7 @@ class Model:
         """The shape implied by ``dims`` (checked against ``shape`` / data), adding data-defined dims."""
         if dims is None:
             return shape
-        dims = (dims,) if isinstance(dims, str) else tuple(dims)
+        dims = _as_dims(var, dims)
         ref = shape if shape is not None else data_shape
         if ref is not None and len(ref) != len(dims):
             raise ValueError(f"variable {var!r}: dims {dims} name {len(dims)} axes but its shape is {tuple(ref)}")
@@ -306,16 +311,34 @@ class Model:
         return "\n".join(lines) if lines else "<empty jv.Model>"
 
 
+def _as_dims(var: str, dims) -> tuple | None:
+    """``dims`` as a tuple (a single dim may be given as a string)."""
+    if dims is None or isinstance(dims, str):
+        return dims if dims is None else (dims,)
+    try:
+        return tuple(dims)
+    except TypeError:
+        raise TypeError(f"variable {var!r}: dims must be a dim name or a tuple of names (strings), got {dims!r}") from None
+
+
+def _numeric_expr(var: str, what: str, value) -> Node:
+    expr = as_node(value)
+    if not (np.issubdtype(expr.dtype, np.number) or expr.dtype == np.bool_):
+        raise TypeError(f"{what} {var!r} must be a numeric expression, got dtype {expr.dtype} ({value!r})")
+    return expr
+
+
 def _checked_array(name: str, value, allow_nan: bool = False) -> np.ndarray:
     try:
         arr = _canonical_array(np.asarray(value))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name!r}: cannot convert the data to a numeric array ({exc})") from exc
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise TypeError(f"{name!r}: data must be numeric, got dtype {arr.dtype}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name!r}: data must be real numbers (or booleans), got dtype {arr.dtype}; convert them "
+                        "with np.asarray(values, dtype=float)")
     if not allow_nan and np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name!r}: the observed data contain {bad} NaN or infinite value(s)")
+        raise ValueError(f"{name!r}: the observed data contain {bad} NaN or infinite value(s); drop or impute them")
     return arr
 
 
@@ -337,6 +360,84 @@ class DataNode(Node):
 
     def get_value(self) -> np.ndarray:
         return np.asarray(self.model._data_store[self.key])
+
+
+class MinibatchNode(Node):
+    """Random rows of a large array: ``batch_size`` rows during a fit, all the rows elsewhere.
+
+    Its shape is the batch's.  Outside a fit (sampling, predictive draws, ``sample_node``) it
+    evaluates to the full array (``value``).  Minibatch nodes with the same number of rows and
+    batch size share one row-index stream in a fit, so separate ``jv.Minibatch`` calls stay aligned.
+    ``streamed`` sources (NumPy memory-maps, ``jv.data.NpyDataset``) are read from disk by the
+    host during the fit instead of being copied to the device.
+    """
+
+    _counter = iter(range(1 << 62))
+
+    def __init__(self, source, batch_size: int, n_rows: int, process_local: bool = False):
+        self.source = source
+        self.batch_size = int(batch_size)
+        self.n_rows = int(n_rows)  # all the rows (over every process of a multi-host run)
+        self.process_local = process_local
+        self.streamed = isinstance(source, np.memmap) or hasattr(source, "read_rows")
+        self.key = f"__minibatch_{next(MinibatchNode._counter)}__"
+        self._value = None
+        dtype = jax.dtypes.canonicalize_dtype(source.dtype)
+        super().__init__((self.batch_size, *source.shape[1:]), dtype)
+
+    @property
+    def value(self) -> jax.Array:
+        """The full array on the device (loaded once; for a streamed source this reads it all)."""
+        if self._value is None:
+            self._value = jnp.asarray(_canonical_rows(self.source))
+        return self._value
+
+    def _label(self) -> str:
+        return f"<Minibatch of {self.n_rows} rows, batch {self.batch_size}>"
+
+
+def _canonical_rows(source) -> np.ndarray:
+    arr = np.asarray(source)
+    return arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype), copy=False)
+
+
+def Minibatch(*arrays, batch_size: int = 128):
+    """Random minibatches of rows: ``X_mb, y_mb = jv.Minibatch(X, y, batch_size=500)``.
+
+    Every array is sliced by the same random rows at each step of a fit (the indices are drawn
+    inside the compiled loop from the fit's random key), and separate calls over arrays with the
+    same number of rows and batch size stay row-aligned too.  Outside a fit the nodes evaluate to
+    the full arrays.  Observed variables built on them need ``total_size=`` (the number of rows).
+    NumPy memory-maps (``np.load(path, mmap_mode="r")``) and ``jv.data.NpyDataset`` are streamed
+    from disk.  In a multi-process run (``jax.distributed``) each process passes its own rows
+    (the same number on every process); the data set is their concatenation in process order.
+    Returns one node per array (a single node for one array).
+    """
+    if not arrays:
+        raise TypeError("Minibatch() needs at least one array")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"Minibatch: batch_size must be a positive integer, got {batch_size!r}")
+    sources = []
+    for i, a in enumerate(arrays):
+        what = f"Minibatch array {i}"
+        if isinstance(a, Node):
+            raise TypeError(f"{what}: pass the data array itself (a NumPy array or memory-map), not a model variable")
+        if not (isinstance(a, np.memmap) or hasattr(a, "read_rows") or isinstance(a, jax.Array)):
+            a = _checked_array(what, a)
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
+            raise TypeError(f"{what}: data must be numeric, got dtype {a.dtype}")
+        if len(a.shape) == 0:
+            raise ValueError(f"{what}: a minibatch needs an array with rows, got a scalar")
+        sources.append(a)
+    rows = {int(a.shape[0]) for a in sources}
+    if len(rows) > 1:
+        raise ValueError(f"Minibatch: the arrays must have the same number of rows, got {sorted(rows)}")
+    processes = jax.process_count()
+    n_rows = rows.pop() * processes
+    if batch_size > n_rows:
+        raise ValueError(f"Minibatch: batch_size={batch_size} is larger than the {n_rows} rows of the data")
+    nodes = [MinibatchNode(a, batch_size, n_rows, process_local=processes > 1) for a in sources]
+    return nodes[0] if len(nodes) == 1 else nodes
 
 
 class RandomVariable(Node):
@@ -414,7 +515,7 @@ def Data(name: str, value, *, dims=None, coords=None, model: Model | None = None
     arr = _checked_array(full, value, allow_nan=True)
     if coords:
         model.add_coords(coords)
-    dims = (dims,) if isinstance(dims, str) else dims
+    dims = _as_dims(full, dims)
     model.shape_from_dims(full, dims, data_shape=arr.shape)
     model._store_data(full, arr)
     node = DataNode(full, model, name=full)
@@ -434,8 +535,8 @@ def Deterministic(name: str, var, dims=None, model: Model | None = None) -> Dete
     model = modelcontext(model, what=f"the Deterministic {name!r}")
     full = model.full_name(name)
     model._check_new_name(full)
-    expr = as_node(var)
-    dims = (dims,) if isinstance(dims, str) else dims
+    expr = _numeric_expr(full, "Deterministic", var)
+    dims = _as_dims(full, dims)
     if dims is not None:
         model.shape_from_dims(full, dims, shape=expr.shape)
     node = DeterministicNode(full, expr, dims)
@@ -448,6 +549,6 @@ def Potential(name: str, var, model: Model | None = None) -> PotentialNode:
     model = modelcontext(model, what=f"the Potential {name!r}")
     full = model.full_name(name)
     model._check_new_name(full)
-    node = PotentialNode(full, as_node(var))
+    node = PotentialNode(full, _numeric_expr(full, "Potential", var))
     model._register(node, "_potentials")
     return node

@@ -568,6 +568,11 @@ def with_grad_norm_clip(
     """
     if max_norm is None:
         return tx
+    import numbers
+
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not 0 < float(max_norm) < float("inf"):
+        raise ValueError(f"total_grad_norm_constraint must be a positive number (the largest gradient norm), "
+                         f"or None for no clipping; got {max_norm!r}")
     return optax.chain(optax.clip_by_global_norm(max_norm), tx)
 
 

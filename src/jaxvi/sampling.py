@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -26,7 +27,32 @@ from .results import make_inference_data, posterior_values, to_inference_data
 __all__ = ["sample", "sample_posterior_predictive", "sample_prior_predictive", "INIT_METHODS"]
 
 #: The ``init=`` strings ``jv.sample`` understands (an object with ``nuts_init`` works too).
-INIT_METHODS = ("auto", "jitter+adapt_diag", "adapt_diag", "jitter+adapt_full", "adapt_full")
+INIT_METHODS = ("auto", "jitter+adapt_diag", "adapt_diag", "jitter+adapt_full", "adapt_full", "advi",
+                "advi+adapt_diag", "pathfinder")
+
+#: The inits that first fit an approximation: (method, keep adapting the mass matrix).
+_VI_INITS = {"advi": ("advi", False), "advi+adapt_diag": ("advi", True), "pathfinder": ("pathfinder", True)}
+
+
+def _fit_for_init(model, init: str, n_init: int, random_seed):
+    """Fit the approximation behind ``init="advi"`` etc. (PyMC's ``init_nuts``).
+
+    This reaches up to the inference floor by design, imported on use: the approximation is only
+    the start (draws) and the inverse mass matrix (its covariance) of the chains.
+    """
+    from .inference import fit
+    from .pathfinder import Pathfinder
+
+    from .diagnostics import KhatWarning
+
+    method, adapt = _VI_INITS[init]
+    seed = None if random_seed is None else int(np.random.default_rng(random_seed).integers(2**31))
+    with warnings.catch_warnings():  # a rough approximation is fine as a start: NUTS corrects it
+        warnings.simplefilter("ignore", KhatWarning)
+        if method == "pathfinder":
+            return Pathfinder(model=model, random_seed=seed).fit(), adapt
+        return fit(n_init, method=method, model=model, random_seed=seed, progressbar=False,
+                   stop_on_convergence=True), adapt
 
 #: PyMC keyword names for numpyro's NUTS options.
 _NUTS_ALIASES = {"max_treedepth": "max_tree_depth", "step_scale": "step_size"}
@@ -167,8 +193,12 @@ def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: 
 
     ``init``: "jitter+adapt_diag" (default; PyMC's start plus uniform(-1, 1) jitter in unconstrained
     space), "adapt_diag" (no jitter), "jitter+adapt_full" / "adapt_full" (dense mass matrix), "auto"
-    (= "jitter+adapt_diag"), or an object with ``nuts_init(key, chains) -> (positions[chains, size],
-    inverse_mass_matrix or None)`` (e.g. a fitted approximation).  ``initvals``: a dict (or one per
+    (= "jitter+adapt_diag"), "advi+adapt_diag" / "advi" (fit mean-field ADVI first -- at most
+    ``n_init=200_000`` steps, stopping at a loss plateau -- start the chains at its draws with its
+    variances as the inverse mass matrix, adapted further / kept fixed), "pathfinder" (the same
+    from multi-path Pathfinder, with its dense covariance), or an object with ``nuts_init(key,
+    chains) -> (positions[chains, size], inverse_mass_matrix or None)``, e.g. a fitted approximation
+    (``jv.sample(init=approx)``: dense covariance for correlated families, else diagonal).  ``initvals``: a dict (or one per
     chain) of starting values by variable name (constrained) or value-variable name (unconstrained).
     As in PyMC the jitter applies to user ``initvals`` too, and chains starting where the
     log-density or its gradient is not finite are re-jittered (``jitter_max_retries``, default 10)
@@ -200,6 +230,11 @@ def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: 
             raise ValueError("jv.sample always discards the tuning draws (discard_tuned_samples=True)")
         kwargs.pop(k, None)
     jitter_max_retries = int(kwargs.pop("jitter_max_retries", 10))
+    n_init = int(kwargs.pop("n_init", 200_000))
+    if isinstance(init, str) and init in _VI_INITS:
+        init, adapt = _fit_for_init(model, init, n_init, random_seed)
+        if not adapt:  # PyMC's "advi": the approximation's mass matrix, kept fixed
+            kwargs.setdefault("adapt_mass_matrix", False)
     options = {_NUTS_ALIASES.get(k, k): v for k, v in kwargs.items()}
     unknown = sorted(set(options) - set(_NUTS_OPTIONS))
     if unknown:

@@ -22,7 +22,8 @@ import numpy as np
 from numpyro.distributions import constraints
 
 from ..graph import Constant, Evaluator, Node, _aval, ancestors, as_node
-from ..model import DataNode, FreeRV, Model, ObservedRV, RandomVariable, _checked_array, modelcontext
+from ..model import (DataNode, FreeRV, MinibatchNode, Model, ObservedRV, RandomVariable, _as_dims, _checked_array,
+                     modelcontext)
 from ..transforms import biject_to, is_unconstrained, transform_suffix
 
 __all__ = ["Distribution", "Continuous", "Discrete", "DistSpec", "Static"]
@@ -122,8 +123,9 @@ class DistSpec:
 
         try:
             jax.eval_shape(probe, *[_aval(n) for n in nodes])
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{self.owner}: invalid parameters for {self.cls.__name__} ({exc})") from exc
+        except (ValueError, TypeError, ArithmeticError, IndexError) as exc:  # e.g. numpyro on empty parameters
+            raise ValueError(f"{self.owner}: invalid parameters for {self.cls.__name__} ({exc}); check their "
+                             "values and shapes") from exc
         event = info["event_shape"]
         natural = info["batch_shape"] + event
         if shape is not None:
@@ -211,11 +213,18 @@ class Distribution:
             check = cls.arg_checks.get(pname)
             if check is None or value is None or isinstance(value, (Node, DistSpec)):
                 continue
-            try:
-                arr = np.asarray(value, dtype=np.float64)
+            try:  # checked in the working precision (float32 unless x64): 1e-50 is 0 there, 1e50 inf
+                arr = np.asarray(np.asarray(value, dtype=np.float64), dtype=jax.dtypes.canonicalize_dtype(np.float64))
+                arr = np.where(np.abs(arr) < np.finfo(arr.dtype).tiny, 0.0, arr).astype(arr.dtype)  # XLA flushes
             except (TypeError, ValueError):
                 raise TypeError(f"{owner}: parameter {pname} must be numeric, got {value!r}") from None
-            ok = np.all(np.isfinite(arr)) and bool(np.all(np.asarray(check(jnp.asarray(arr)))))
+            if np.any(np.isfinite(np.asarray(value, dtype=np.float64)) & ~np.isfinite(arr)):
+                raise ValueError(f"{owner}: parameter {pname} overflows {arr.dtype} (got {value!r}); rescale the "
+                                 "model or call jv.enable_x64() first")
+            try:
+                ok = np.all(np.isfinite(arr)) and bool(np.all(np.asarray(check(jnp.asarray(arr)))))
+            except (TypeError, ValueError):  # e.g. a non-square matrix where a square one is needed
+                ok = False
             if not ok:
                 raise ValueError(f"{owner}: parameter {pname} must be {_describe(check)}, got {value!r}")
         try:
@@ -243,7 +252,7 @@ class Distribution:
         model._check_new_name(full)
         owner = f"{cls.__name__} {full!r}"
         shape = _as_shape(size if shape is None else shape, owner)
-        dims = (dims,) if isinstance(dims, str) else (tuple(dims) if dims is not None else None)
+        dims = _as_dims(full, dims)
 
         obs_node = None
         if observed is not None:
@@ -266,11 +275,13 @@ class Distribution:
                 )
             transformed = not (transform is None or default_transform is None)
             if initval is not None:
-                initval = _checked_array(full, np.broadcast_to(np.asarray(initval), spec.shape))
+                initval = _checked_initval(owner, full, spec, initval, model)
             rv = FreeRV(full, spec, model, dims=dims, transformed=transformed, initval=initval)
             model._register(rv, "_free", dims)
             return rv
         _validate_total_size(owner, total_size, obs_node.shape)
+        if total_size is None:
+            _warn_minibatch_without_total_size(owner, spec, obs_node)
         _check_observed_support(owner, spec, obs_node, model)
         rv = ObservedRV(full, spec, model, obs_node, total_size=total_size, dims=dims)
         model._register(rv, "_observed", dims)
@@ -300,7 +311,10 @@ def _as_shape(shape, owner):
     if isinstance(shape, Node):
         raise TypeError(f"{owner}: shape must be a tuple of integers, not a model variable")
     try:
-        out = tuple(int(s) for s in np.atleast_1d(np.asarray(shape)))
+        arr = np.atleast_1d(np.asarray(shape))
+        out = tuple(int(s) for s in arr)
+        if arr.dtype.kind not in "iub" and not np.array_equal(arr.astype(float), out):
+            raise ValueError
     except (TypeError, ValueError):
         raise TypeError(f"{owner}: shape must be an integer or a tuple of integers, got {shape!r}") from None
     if any(s < 0 for s in out):
@@ -356,6 +370,14 @@ def _validate_total_size(owner, total_size, shape):
             raise ValueError(f"{owner}: total_size {t} is smaller than the observed batch ({n} rows)")
 
 
+def _warn_minibatch_without_total_size(owner, spec, obs: Node):
+    stop = lambda n: isinstance(n, RandomVariable)  # noqa: E731
+    if any(isinstance(n, MinibatchNode) for n in ancestors([obs, *spec.nodes()], stop=stop)):
+        warnings.warn(f"{owner} is observed on a jv.Minibatch but has no total_size: its likelihood is "
+                      "not scaled to the full data set; pass total_size=<number of rows>",
+                      UserWarning, stacklevel=3)
+
+
 def total_size_scale(total_size, shape) -> float:
     """PyMC's likelihood scaling: total_size / batch size along the axes total_size names."""
     if total_size is None:
@@ -378,27 +400,47 @@ def total_size_scale(total_size, shape) -> float:
     return coef
 
 
-def _check_observed_support(owner, spec: DistSpec, obs: Node, model: Model):
-    """Observed data outside the support is an error (checked where it can be without a fit)."""
-    if not isinstance(obs, DataNode):
-        return
-    value = model.root._data_store[obs.key]
+def _outside_support(spec: DistSpec, value: np.ndarray, model: Model):
+    """(number of entries of ``value`` outside the support, support name); None when the support is not
+    known before the fit (it depends on free variables)."""
     stop = lambda n: isinstance(n, RandomVariable)  # noqa: E731
     free_inputs = any(isinstance(a, RandomVariable) for a in ancestors(spec.nodes(), stop=stop))
-    if free_inputs:
-        support_cls = spec.support_type
-        if not issubclass(support_cls, constraints.ParameterFreeConstraint):
-            return  # depends on parameters not known until the fit
+    if free_inputs and not issubclass(spec.support_type, constraints.ParameterFreeConstraint):
+        return None
     store = model.root._data_store
     ev = Evaluator(lambda n, _: store[n.key] if isinstance(n, DataNode) else _placeholder(n))
     d = spec.build(ev, shape=value.shape)
     inside = np.asarray(d.support(jnp.asarray(value, dtype=value.dtype)))
-    if not inside.all():
-        n_bad = int(inside.size - inside.sum())
-        raise ValueError(
-            f"{owner}: {n_bad} observed value(s) lie outside the support of {spec.cls.__name__} "
-            f"({type(d.support).__name__.strip('_')})"
-        )
+    return int(inside.size - inside.sum()), _describe(d.support)
+
+
+def _check_observed_support(owner, spec: DistSpec, obs: Node, model: Model):
+    """Observed data outside the support is an error (checked where it can be without a fit)."""
+    if not isinstance(obs, DataNode):
+        return
+    found = _outside_support(spec, model.root._data_store[obs.key], model)
+    if found and found[0]:
+        raise ValueError(f"{owner}: {found[0]} observed value(s) lie outside the support of {spec.cls.__name__} "
+                         f"(values must be {found[1]}); check the data or choose a distribution that covers them")
+
+
+def _checked_initval(owner: str, name: str, spec: DistSpec, initval, model: Model) -> np.ndarray:
+    """``initval`` broadcast to the variable's shape: numeric, finite and inside the support."""
+    try:
+        value = np.broadcast_to(np.asarray(initval), spec.shape)
+    except ValueError:
+        raise ValueError(f"{owner}: initval of shape {np.shape(initval)} does not fit the variable's shape "
+                         f"{spec.shape}; give a scalar or an array of that shape") from None
+    value = _checked_array(name, value, allow_nan=True)
+    if not np.all(np.isfinite(value)):
+        what = "be finite"
+    else:
+        found = _outside_support(spec, value, model)
+        if not found or not found[0]:
+            return value
+        what = f"be {found[1]}"
+    raise ValueError(f"{owner}: initval must {what} (a starting value inside the support of {spec.cls.__name__}), "
+                     f"got {initval!r}")
 
 
 def _placeholder(node):

@@ -1,0 +1,179 @@
+"""Diagnostics (floor 4): how far to trust a fitted approximation.
+
+With draws z ~ q from the approximation, the importance ratios r = p(z, data) / q(z) say
+everything about q as a proposal for the posterior (Yao, Vehtari, Simpson, Gelman 2018,
+"Yes, but did it work?"):
+
+* the Pareto k-hat of the ratios' upper tail (PSIS, Vehtari et al. 2024): below 0.5 the
+  approximation is good and importance weighting can fix what is left; 0.5-0.7 usable; above
+  0.7 the ratios are too heavy-tailed -- q misses posterior mass and its means and variances
+  cannot be trusted (try a richer family or NUTS);
+* the ELBO, mean(log r), and the importance-weighted ELBO, E[log mean_K r] (Burda et al.
+  2016), a tighter bound on log p(data);
+* PSIS importance resampling: draws of q resampled with the smoothed weights, which moves a
+  too-narrow or shifted q towards the posterior.
+
+The numerics are pure functions of arrays; ``log_importance_ratios`` compiles one jitted,
+vmapped ``sample -> logp - logq`` per (compiled model, family, number of draws), cached on the
+compiled model so every fit of the model shares it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["KHAT_DRAWS", "KHAT_THRESHOLD", "KhatWarning", "has_density", "log_importance_ratios", "psis",
+           "elbo", "iw_elbo", "importance_resample", "approx_log_ratios", "psis_resample", "record_khat",
+           "khat_message"]
+
+#: Draws used for the k-hat computed after every fit (0 disables it).
+KHAT_DRAWS = 1000
+#: Above this k-hat the approximation is flagged as unreliable.
+KHAT_THRESHOLD = 0.7
+
+
+class KhatWarning(UserWarning):
+    """The Pareto k-hat of the importance ratios p/q says the approximation is unreliable."""
+
+
+def has_density(approx) -> bool:
+    """Whether ``approx`` has a normalised density log q (particle approximations do not)."""
+    return bool(getattr(approx, "has_density", True)) and callable(getattr(approx.family, "sample_and_log_prob", None))
+
+
+def _ratio_fn(cm, family, draws: int):
+    cache = cm.__dict__.setdefault("_diagnostics_cache", {})
+    key = (family, int(draws))
+    if key not in cache:
+        logp = jax.vmap(cm.logp, in_axes=(0, None))
+
+        def ratios(params, rng, batch):
+            z, logq = family.sample_and_log_prob(params, rng, draws)
+            lr = logp(z, batch) - logq
+            return z, jnp.where(jnp.isnan(lr), -jnp.inf, lr)
+
+        cache[key] = jax.jit(ratios)
+    return cache[key]
+
+
+def log_importance_ratios(cm, family, params, key, draws: int = KHAT_DRAWS, batch=None):
+    """``draws`` draws z ~ q and log p(z, data) - log q(z) (NaN -> -inf): ``(z[draws, d], log_r[draws])``."""
+    if isinstance(key, int):
+        key = jax.random.key(key)
+    z, lr = _ratio_fn(cm, family, draws)(params, key, cm.data if batch is None else batch)
+    return np.asarray(z), np.asarray(lr, dtype=np.float64)
+
+
+def _psislw(log_ratios):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # arviz warns about its refactor and about large k itself
+        import arviz as az
+
+        fn = getattr(az, "psislw", None)
+        if fn is None:  # pragma: no cover - arviz 1.x moved it
+            from arviz_stats import psislw as fn
+        lw, k = fn(np.asarray(log_ratios, np.float64))
+    return np.asarray(lw), float(np.asarray(k))
+
+
+def psis(log_ratios) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed, normalised log importance weights and the k-hat of the ratios (ArviZ's PSIS).
+
+    Non-finite log-ratios count as zero weight; when all ratios are equal (q is exact up to a
+    constant) the weights are uniform and k-hat is -inf; when none is finite k-hat is inf.
+    """
+    lr = np.asarray(log_ratios, np.float64)
+    finite = np.isfinite(lr)
+    if not finite.any():
+        return np.full(lr.shape, -np.log(lr.size)), float("inf")
+    spread = np.ptp(lr[finite])
+    if spread <= 1e-12 * max(1.0, abs(lr[finite][0])):
+        lw = np.where(finite, -np.log(finite.sum()), -np.inf)
+        return lw, float("-inf")
+    lr = np.where(finite, lr, -np.inf)
+    return _psislw(lr)
+
+
+def elbo(log_ratios) -> float:
+    """The Monte Carlo ELBO estimate, mean(log p - log q)."""
+    return float(np.mean(np.asarray(log_ratios, np.float64)))
+
+
+def iw_elbo(log_ratios, k: int | None = None) -> float:
+    """The importance-weighted ELBO with ``k`` ratios per bound (default: all of them as one).
+
+    E[log (1/k) sum_j r_j] is a lower bound on log p(data) that tightens as k grows (k = 1 is the
+    ELBO); the ``n // k`` groups of ``k`` draws are averaged.
+    """
+    lr = np.asarray(log_ratios, np.float64).ravel()
+    k = lr.size if k is None else int(k)
+    if not 1 <= k <= lr.size:
+        raise ValueError(f"iw_elbo: k must be between 1 and the number of draws ({lr.size}), got {k}")
+    groups = lr[: (lr.size // k) * k].reshape(-1, k)
+    m = np.max(groups, axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        lme = np.log(np.mean(np.exp(groups - m), axis=1)) + m[:, 0]
+    return float(np.mean(lme))
+
+
+def importance_resample(key, z, log_weights, draws: int, replace: bool = True):
+    """``draws`` rows of ``z`` chosen with probabilities proportional to exp(log_weights)."""
+    lw = jnp.asarray(log_weights)
+    if replace:
+        idx = jax.random.categorical(key, lw, shape=(int(draws),))
+    else:
+        n_pos = int(np.count_nonzero(np.isfinite(np.asarray(log_weights))))
+        if draws > n_pos:
+            raise ValueError(f"cannot resample {draws} distinct draws from {n_pos} with positive weight")
+        idx = jax.random.choice(key, lw.shape[0], (int(draws),), replace=False, p=jax.nn.softmax(lw))
+    return jnp.asarray(z)[idx]
+
+
+def approx_log_ratios(approx, draws: int, key):
+    """Draws of ``approx`` (flat) and their log importance ratios; needs an approximation with a density."""
+    if not has_density(approx):
+        raise TypeError(f"a {type(approx).__name__} approximation has no density log q: importance ratios, "
+                        "k-hat and the importance-weighted ELBO need one")
+    return log_importance_ratios(approx.cm, approx.family, approx.vparams, key, draws)
+
+
+def psis_resample(approx, draws: int, key, proposals: int | None = None):
+    """``draws`` PSIS-resampled draws (flat) from ``proposals`` draws of ``approx`` (default: at least
+    4 per kept draw, rounded up to a multiple of 1000 so few sizes compile) and the PSIS k-hat."""
+    proposals = proposals or 1000 * -(-4 * int(draws) // 1000)
+    k1, k2 = jax.random.split(key)
+    z, lr = approx_log_ratios(approx, proposals, k1)
+    lw, khat = psis(lr)
+    return importance_resample(k2, z, lw, draws), {"importance_resampled": True, "psis_khat": khat,
+                                                  "psis_proposals": int(proposals)}
+
+
+def khat_message(khat: float, what: str) -> str:
+    return (f"Pareto k-hat = {khat:.2f} > {KHAT_THRESHOLD} for the {what} approximation: the importance "
+            "ratios p(z, data)/q(z) of its draws are heavy-tailed, so q misses part of the posterior and "
+            "its means, variances and predictions may be badly off. Try a richer family "
+            "(method='fullrank_advi', 'lowrank_advi', a normalizing flow 'nfvi'), importance resampling "
+            "(approx.sample(..., importance_resample=True), reliable only for k-hat < 0.7), "
+            "or NUTS (jv.sample(init=approx)).")
+
+
+def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True):
+    """Compute k-hat for a fitted ``approx`` (if it has a density), store ``approx.khat`` /
+    ``approx.khat_draws`` and warn above ``KHAT_THRESHOLD``.  Returns k-hat or None."""
+    if not draws or not has_density(approx):
+        return None
+    if getattr(approx.cm, "minibatch_groups", None):  # big data: log p of every draw on all rows is too costly
+        return None
+    key = jax.random.key(len(approx.hist))  # deterministic, and leaves approx's own sample stream alone
+    _, lr = approx_log_ratios(approx, draws, key)
+    _, khat = psis(lr)
+    approx.khat, approx.khat_draws = khat, int(draws)
+    if warn and khat > KHAT_THRESHOLD:
+        warnings.warn(khat_message(khat, getattr(approx.family, "name", type(approx).__name__)), KhatWarning,
+                      stacklevel=4)
+    return khat

@@ -1,0 +1,403 @@
+"""Pathfinder (Zhang, Carpenter, Gelman, Vehtari 2022): variational inference along an L-BFGS path.
+
+The numerics are pure functions:
+
+* ``single_path(logp, x0, key, ...)`` runs L-BFGS on -log p in unconstrained space as one
+  ``lax.while_loop``.  Every accepted iterate updates the paper's inverse-Hessian estimate -- a
+  diagonal (Gilbert & Lemarechal 1989) plus the compact BFGS low-rank correction (Byrd, Nocedal,
+  Schnabel 1994) from the last ``history_size`` position/gradient differences that satisfy the
+  curvature condition -- builds the normal N(x + Sigma grad log p, Sigma) there, and estimates
+  its ELBO with ``num_elbo_draws`` draws (common random numbers across iterates); the best one
+  is kept and ``num_draws`` draws are taken from it.  The same Sigma gives the next search
+  direction (L-BFGS with a diagonal initial matrix), tried from the unit step with Armijo
+  backtracking that rejects non-finite values; a path with no finite improving step ends at its
+  last good iterate.
+* ``BFGSNormalFamily``: that normal as a family (params ``mu``, ``alpha``, ``Q``, ``L``:
+  Sigma = A^1/2 (I + Q (L L^T - I) Q^T) A^1/2 with A = diag(alpha)), so the single-path result is
+  an approximation with a density like any other (k-hat, importance resampling, NUTS hand-off).
+* Multi-path: ``num_paths`` paths from jittered starts run vmapped in one compiled program; their
+  draws are pooled and resampled with Pareto-smoothed importance weights into an ``Empirical``.
+
+``Pathfinder`` is the thin Inference-like class behind ``jv.fit(method="pathfinder")``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import diagnostics
+from ._config import prng_key
+from .approximations import Approximation, Empirical
+from .families import _LOG_2PI
+from .inference import METHODS, Inference
+from .model import Model, modelcontext
+
+__all__ = ["BFGSNormalFamily", "single_path", "bfgs_normal_params", "diagonal_update", "Pathfinder",
+           "PathfinderApproximation", "pathfinder"]
+
+
+# -- the normal approximation built from an L-BFGS history --------------------------------------------
+class BFGSNormalFamily:
+    """N(mu, Sigma) with Sigma = A^1/2 C C^T A^1/2, C = I + Q (L - I) Q^T, A = diag(alpha).
+
+    ``Q`` (d, r) has orthonormal columns and ``L`` (r, r) is lower triangular, so draws, log q,
+    std and entropy cost O(d r) (``cov`` forms the d x d matrix).  Not meant for gradient fitting:
+    it is what Pathfinder builds from the inverse-Hessian estimate.
+    """
+
+    name = "pathfinder"
+    param_names = ("mu", "alpha", "Q", "L")
+
+    @staticmethod
+    def mean(params):
+        return params["mu"]
+
+    @staticmethod
+    def _apply_c(params, u):
+        q, lc = params["Q"], params["L"]
+        qu = u @ q
+        return u + (qu @ lc.T - qu) @ q.T
+
+    @classmethod
+    def sample(cls, params, key, n):
+        return cls.sample_and_log_prob(params, key, n)[0]
+
+    @staticmethod
+    def _logdet(params):
+        return jnp.sum(jnp.log(params["alpha"])) + 2 * jnp.sum(jnp.log(jnp.abs(jnp.diagonal(params["L"]))))
+
+    @classmethod
+    def log_prob(cls, params, z):
+        q, lc = params["Q"], params["L"]
+        v = (z - params["mu"]) / jnp.sqrt(params["alpha"])
+        qv = v @ q
+        w = jax.scipy.linalg.solve_triangular(lc, qv.reshape(-1, qv.shape[-1]).T, lower=True).T.reshape(qv.shape)
+        u = v + (w - qv) @ q.T  # C^{-1} v
+        d = params["mu"].shape[-1]
+        return -0.5 * (jnp.sum(u**2, axis=-1) + cls._logdet(params) + d * _LOG_2PI)
+
+    @classmethod
+    def sample_and_log_prob(cls, params, key, n):
+        u = jax.random.normal(key, (n, params["mu"].shape[-1]), params["mu"].dtype)
+        return _draws_from_noise(params, u)
+
+    @staticmethod
+    def _inner(params):
+        lc = params["L"]
+        return lc @ lc.T - jnp.eye(lc.shape[0], dtype=lc.dtype)
+
+    @classmethod
+    def std(cls, params):
+        q = params["Q"]
+        return jnp.sqrt(params["alpha"] * (1 + jnp.sum((q @ cls._inner(params)) * q, axis=-1)))
+
+    @classmethod
+    def cov(cls, params):
+        q, a = params["Q"], jnp.sqrt(params["alpha"])
+        inner = jnp.eye(q.shape[0], dtype=q.dtype) + q @ cls._inner(params) @ q.T
+        return a[:, None] * inner * a[None, :]
+
+    @classmethod
+    def entropy(cls, params):
+        d = params["mu"].shape[-1]
+        return 0.5 * (d * (1.0 + _LOG_2PI) + cls._logdet(params))
+
+    @staticmethod
+    def coordinate_finite(params):
+        return (jnp.isfinite(params["mu"]) & jnp.isfinite(params["alpha"])
+                & jnp.all(jnp.isfinite(params["Q"]), axis=-1))
+
+
+def diagonal_update(alpha, s, y):
+    """The paper's diagonal inverse-Hessian update (Gilbert & Lemarechal 1989) for step s, gradient change y."""
+    a = y @ (alpha * y)
+    b = y @ s
+    c = s @ (s / alpha)
+    return 1.0 / (a / (b * alpha) + y**2 / b - a * s**2 / (b * c * alpha**2))
+
+
+def bfgs_normal_params(x, grad_logp, alpha, S, Y, filled):
+    """The normal at iterate ``x``: Sigma = diag(alpha) + beta gamma beta^T, mu = x + Sigma grad_logp.
+
+    ``S``, ``Y`` (J, d) hold the last J (s, y) pairs oldest first, ``filled`` (J,) marks the slots
+    in use (empty slots are zero rows and drop out).  Returns BFGSNormalFamily params.
+    """
+    J = S.shape[0]
+    eye = jnp.eye(J, dtype=x.dtype)
+    SY = S @ Y.T
+    R = jnp.triu(SY) + jnp.diag(jnp.where(filled, 0.0, 1.0).astype(x.dtype))  # empty slots: identity
+    Rinv = jax.scipy.linalg.solve_triangular(R, eye, lower=False)
+    E = jnp.diag(jnp.diagonal(SY))
+    YAY = (Y * alpha) @ Y.T
+    gamma = jnp.block([[jnp.zeros((J, J), x.dtype), -Rinv], [-Rinv.T, Rinv.T @ (E + YAY) @ Rinv]])
+    beta = jnp.concatenate([(alpha * Y).T, S.T], axis=1)  # (d, 2J)
+    mu = x + alpha * grad_logp + beta @ (gamma @ (beta.T @ grad_logp))
+    Q, Rq = jnp.linalg.qr(beta / jnp.sqrt(alpha)[:, None])
+    r = Rq.shape[0]
+    L = jnp.linalg.cholesky(jnp.eye(r, dtype=x.dtype) + Rq @ gamma @ Rq.T)
+    return {"mu": mu, "alpha": alpha, "Q": Q, "L": L}
+
+
+def _draws_from_noise(params, u):
+    """Draws and log q for standard-normal noise ``u`` (n, d)."""
+    d = params["mu"].shape[-1]
+    z = params["mu"] + jnp.sqrt(params["alpha"]) * BFGSNormalFamily._apply_c(params, u)
+    return z, -0.5 * (jnp.sum(u**2, axis=-1) + BFGSNormalFamily._logdet(params) + d * _LOG_2PI)
+
+
+def _log_ratios(logp, params, u):
+    z, logq = _draws_from_noise(params, u)
+    lr = jax.vmap(logp)(z) - logq
+    return z, jnp.where(jnp.isnan(lr), -jnp.inf, lr)
+
+
+#: Why a path stopped (``Pathfinder.status``).
+STATUS = ("running", "converged (relative change of log p)", "converged (gradient)", "max_iters reached",
+          "stopped: no finite improving step (converged, or a non-finite log p / failed line search)")
+
+
+def _backtrack(fg, x, f, g, direction, max_steps: int, c1: float = 1e-4):
+    """Armijo backtracking from a unit step (halving), rejecting non-finite values/gradients.
+
+    Returns (x_new, f_new, g_new, evaluations, found)."""
+    slope = g @ direction
+
+    def cond(c):
+        t, _, f_new, g_new, n = c
+        good = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new)) & (f_new <= f + c1 * t * slope)
+        return (n < max_steps) & ~good
+
+    def body(c):
+        t, _, _, _, n = c
+        t = jnp.where(n > 0, 0.5 * t, t)
+        x_new = x + t * direction
+        f_new, g_new = fg(x_new)
+        return t, x_new, f_new, g_new, n + 1
+
+    init = (jnp.ones((), x.dtype), x, jnp.asarray(jnp.inf, f.dtype), jnp.full_like(g, jnp.nan), jnp.zeros((), jnp.int32))
+    t, x_new, f_new, g_new, n = jax.lax.while_loop(cond, body, init)
+    found = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new)) & (f_new <= f + c1 * t * slope)
+    return x_new, f_new, g_new, n, found
+
+
+def single_path(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, num_elbo_draws: int = 25,
+                num_draws: int = 1000, rel_tol: float | None = None, grad_tol: float = 1e-8,
+                max_linesearch_steps: int = 30):
+    """One Pathfinder path from ``x0`` (pure; jit/vmap-able over ``x0`` and ``key``).
+
+    L-BFGS on -log p keeps the last ``history_size`` (s, y) pairs with positive curvature; with
+    the diagonal estimate they give the inverse Hessian H (compact form, diagonal initial matrix
+    as Gilbert & Lemarechal propose), hence both the normal N(x - H grad f, H) at each iterate
+    (its ELBO is estimated with ``num_elbo_draws`` common random draws) and the next search
+    direction -H grad f, tried from the unit step with Armijo backtracking that also rejects
+    non-finite values.  Returns a dict: ``params`` (BFGSNormalFamily params
+    of the best iterate), ``elbos`` (max_iters + 1, -inf past the end), ``best``, ``best_elbo``,
+    ``n_iters``, ``n_grad_evals``, ``status`` (index into STATUS), ``draws`` (num_draws, d) from
+    the best normal and their ``log_ratios`` log p - log q.
+    """
+    dtype = x0.dtype
+    d = x0.shape[-1]
+    rel_tol = 10 * float(jnp.finfo(dtype).eps) if rel_tol is None else rel_tol
+    curvature_eps = float(jnp.finfo(dtype).eps)
+
+    def fg(x):
+        v, g = jax.value_and_grad(lambda z: -logp(z))(x)
+        return jnp.where(jnp.isnan(v), jnp.inf, v), g
+
+    f0, g0 = fg(x0)
+    J = history_size
+    S0 = jnp.zeros((J, d), dtype)
+    k_elbo, k_draws = jax.random.split(key)
+    u_elbo = jax.random.normal(k_elbo, (num_elbo_draws, d), dtype)  # common random numbers for all iterates
+    params0 = {"mu": x0 - g0, "alpha": jnp.ones(d, dtype), "Q": jnp.eye(d, min(d, 2 * J), dtype=dtype),
+               "L": jnp.eye(min(d, 2 * J), dtype=dtype)}
+    ok0 = jnp.isfinite(f0) & jnp.all(jnp.isfinite(g0))
+    carry0 = dict(it=jnp.zeros((), jnp.int32), x=x0, f=f0, g=g0, params=params0, S=S0, Y=S0,
+                  filled=jnp.zeros(J, bool), best_params=params0, best_elbo=jnp.asarray(-jnp.inf, dtype),
+                  best=jnp.zeros((), jnp.int32), elbos=jnp.full(max_iters + 1, -jnp.inf, dtype),
+                  evals=jnp.ones((), jnp.int32), status=jnp.where(ok0, 0, 4).astype(jnp.int32))
+
+    def cond(c):
+        return c["status"] == 0
+
+    def body(c):
+        x, f, g = c["x"], c["f"], c["g"]
+        # the quasi-Newton direction -H grad f is the current normal's mean minus x
+        direction = c["params"]["mu"] - x
+        direction = jnp.where(g @ direction < 0, direction, -g)  # not a descent direction: steepest descent
+        x_new, f_new, g_new, n_evals, accept = _backtrack(fg, x, f, g, direction, max_linesearch_steps)
+        it = c["it"] + 1
+        # the inverse-Hessian estimate: diagonal + the last J (s, y) pairs with positive curvature
+        s, y = x_new - x, g_new - g
+        curv = accept & (s @ y > curvature_eps * (y @ y))
+        alpha_old = c["params"]["alpha"]
+        alpha = jnp.where(curv, diagonal_update(alpha_old, s, y), alpha_old)
+        alpha = jnp.where(jnp.all(jnp.isfinite(alpha) & (alpha > 0)), alpha, alpha_old)
+        roll = lambda a, v: jnp.where(curv, jnp.concatenate([a[1:], v[None]]), a)  # noqa: E731
+        S, Y, filled = roll(c["S"], s), roll(c["Y"], y), roll(c["filled"], jnp.asarray(True))
+        params = bfgs_normal_params(x_new, -g_new, alpha, S, Y, filled)
+        elbo = jnp.mean(_log_ratios(logp, params, u_elbo)[1])
+        elbo = jnp.where(accept & jnp.isfinite(elbo), elbo, -jnp.inf)
+        better = elbo > c["best_elbo"]
+        pick = lambda new, old: jnp.where(better, new, old)  # noqa: E731
+        rel = jnp.abs(f - f_new) / jnp.maximum(jnp.maximum(jnp.abs(f), jnp.abs(f_new)), 1.0)
+        status = jnp.select([~accept, rel < rel_tol, jnp.max(jnp.abs(g_new)) < grad_tol, it >= max_iters],
+                            [4, 1, 2, 3], 0).astype(jnp.int32)
+        keep = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
+        return dict(it=jnp.where(accept, it, c["it"]), x=keep(x_new, x), f=keep(f_new, f), g=keep(g_new, g),
+                    params=jax.tree_util.tree_map(keep, params, c["params"]), S=S, Y=Y, filled=filled,
+                    best_params=jax.tree_util.tree_map(pick, params, c["best_params"]),
+                    best_elbo=jnp.maximum(elbo, c["best_elbo"]), best=jnp.where(better, it, c["best"]),
+                    elbos=c["elbos"].at[it].set(elbo), evals=c["evals"] + n_evals, status=status)
+
+    out = jax.lax.while_loop(cond, body, carry0)
+    params = out["best_params"]
+    draws, lr = _log_ratios(logp, params, jax.random.normal(k_draws, (num_draws, d), dtype))
+    lr = jnp.where(jnp.isfinite(out["best_elbo"]), lr, -jnp.inf)
+    return {"params": params, "elbos": out["elbos"], "best": out["best"], "best_elbo": out["best_elbo"],
+            "n_iters": out["it"], "n_grad_evals": out["evals"], "status": out["status"], "draws": draws,
+            "log_ratios": lr}
+
+
+# -- the objects ---------------------------------------------------------------------------------------
+class PathfinderApproximation(Approximation):
+    """The best single-path Pathfinder normal (a BFGSNormalFamily approximation with a density)."""
+
+    family = BFGSNormalFamily
+
+    def __init__(self, model: Model | None = None, params=None, random_seed=None):
+        super().__init__(model=model, random_seed=random_seed)
+        if params is not None:
+            self.vparams = params
+
+    def _init_params(self, start, start_sigma):
+        d, dtype = self.cm.size, self.cm.dtype
+        return {"mu": self._start_flat(start), "alpha": jnp.ones(d, dtype), "Q": jnp.eye(d, 1, dtype=dtype),
+                "L": jnp.eye(1, dtype=dtype)}
+
+
+class Pathfinder(Inference):
+    """Pathfinder as an inference method: ``Pathfinder(model).fit()`` (or ``jv.fit(method="pathfinder")``).
+
+    ``num_paths`` (default 4) paths start from the model's initial point with uniform(-init_jitter,
+    init_jitter) jitter in unconstrained space (starts with a non-finite log-density or gradient
+    are re-jittered).  One path gives a ``PathfinderApproximation`` (normal, with a density);
+    several give an ``Empirical`` of ``num_draws`` draws resampled with PSIS weights from the
+    pooled ``draws_per_path`` draws of each path (``importance=False``: resampled uniformly).
+    After ``fit``: ``approx.hist`` is the -ELBO per L-BFGS iteration of the best path, and
+    ``n_grad_evals`` (also on the approximation), ``n_logp_evals``, ``n_iters``, ``elbos``,
+    ``status``, ``khat`` (PSIS k-hat of the pooled draws) describe the run.  ``fit(n)`` caps the
+    L-BFGS iterations at min(n, max_iters).
+    """
+
+    model = None  # a plain attribute here (Inference reads it from its approximation)
+
+    def __init__(self, model: Model | None = None, random_seed=None, num_paths: int = 4, num_draws: int = 1000,
+                 draws_per_path: int = 1000, max_iters: int = 1000, history_size: int = 6,
+                 num_elbo_draws: int = 25, init_jitter: float = 2.0, importance: bool = True,
+                 rel_tol: float | None = None, grad_tol: float = 1e-8, max_linesearch_steps: int = 30,
+                 start=None):
+        for name, v in dict(num_paths=num_paths, num_draws=num_draws, draws_per_path=draws_per_path,
+                            max_iters=max_iters, history_size=history_size, num_elbo_draws=num_elbo_draws).items():
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Pathfinder: {name} must be a positive integer, got {v!r}")
+        if not np.isfinite(init_jitter) or init_jitter < 0:
+            raise ValueError(f"Pathfinder: init_jitter must be a non-negative number, got {init_jitter!r}")
+        self.model = modelcontext(model, what="Pathfinder")
+        self.cm = self.model.compile()
+        if self.cm.size == 0:
+            raise ValueError("the model has no free variables to approximate")
+        self._key = prng_key(random_seed)
+        self._random_seed = random_seed
+        self.num_paths, self.num_draws, self.draws_per_path = int(num_paths), int(num_draws), int(draws_per_path)
+        self.init_jitter, self.importance, self.start = float(init_jitter), bool(importance), start
+        self.options = dict(max_iters=int(max_iters), history_size=int(history_size),
+                            num_elbo_draws=int(num_elbo_draws), num_draws=int(draws_per_path), rel_tol=rel_tol,
+                            grad_tol=float(grad_tol), max_linesearch_steps=int(max_linesearch_steps))
+        self.approx = None
+        self.n_grad_evals = self.n_logp_evals = 0
+
+    @property
+    def hist(self) -> np.ndarray:
+        return self.approx.hist if self.approx is not None else np.zeros(0)
+
+    def _runner(self, options):
+        cache = self.cm.__dict__.setdefault("_pathfinder_cache", {})
+        config = tuple(sorted(options.items()))
+        if config not in cache:
+            cm = self.cm
+
+            def run(x0s, keys, batch):
+                return jax.vmap(lambda x0, k: single_path(lambda z: cm.logp(z, batch), x0, k, **options))(x0s, keys)
+
+            cache[config] = jax.jit(run)
+        return cache[config]
+
+    def _starts(self, key):
+        from .sampling import _checked_initial_points
+
+        base = Approximation._start_flat(self, self.start)  # uses only self.cm
+        noise = jax.random.uniform(key, (self.num_paths, self.cm.size), self.cm.dtype, -1.0, 1.0)
+        x0s = base + self.init_jitter * noise
+        return _checked_initial_points(self.cm, x0s, self.cm.data, jax.random.fold_in(key, 1), self.init_jitter,
+                                       base, 20)
+
+    def fit(self, n: int | None = None, progressbar: bool = False, callbacks=None, **kwargs):
+        """Run the paths (``n``, if given, caps the L-BFGS iterations) and return the approximation."""
+        if kwargs:
+            raise TypeError(f"Pathfinder.fit(): unexpected keyword argument(s) {', '.join(kwargs)}; "
+                            "pass Pathfinder options via inf_kwargs")
+        options = dict(self.options)
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"Pathfinder: n (maximum L-BFGS iterations) must be a positive integer, got {n!r}")
+            options["max_iters"] = min(int(n), options["max_iters"])
+        self._key, k_start, k_run, k_resample = jax.random.split(self._key, 4)
+        x0s = self._starts(k_start)
+        out = self._runner(options)(x0s, jax.random.split(k_run, self.num_paths), self.cm.data)
+        out = jax.tree_util.tree_map(np.asarray, out)
+        best_elbo = out["best_elbo"]
+        if not np.isfinite(best_elbo).any():
+            raise FloatingPointError(
+                "Pathfinder: no path found a finite ELBO (the log-density was not finite along any L-BFGS path); "
+                "check the model or pass start=/init_jitter=")
+        self.elbos, self.n_iters, self.status = out["elbos"], out["n_iters"], [STATUS[s] for s in out["status"]]
+        self.n_grad_evals = int(out["n_grad_evals"].sum())
+        self.n_logp_evals = int(((out["n_iters"] + 1) * options["num_elbo_draws"]).sum()
+                                + self.num_paths * self.draws_per_path)
+        best = int(np.argmax(best_elbo))
+        hist = -out["elbos"][best, 1: out["n_iters"][best] + 1]  # iterations 1..n (none at the start point)
+        lr = out["log_ratios"].reshape(-1)
+        lw, khat = diagnostics.psis(lr)
+        if self.num_paths == 1:
+            params = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0]), out["params"])
+            approx = PathfinderApproximation(model=self.model, params=params, random_seed=self._random_seed)
+        else:
+            draws = out["draws"].reshape(-1, self.cm.size)
+            if not self.importance:
+                lw = np.where(np.isfinite(lr), 0.0, -np.inf)
+            chosen = np.asarray(diagnostics.importance_resample(k_resample, draws, lw, self.num_draws))
+            approx = Empirical(chosen, model=self.model, random_seed=self._random_seed)
+        approx.hist = hist
+        approx.khat, approx.khat_draws = khat, int(lr.size)
+        approx.n_grad_evals = self.n_grad_evals
+        approx.pathfinder = self
+        if khat > diagnostics.KHAT_THRESHOLD:
+            warnings.warn(diagnostics.khat_message(khat, "Pathfinder"), diagnostics.KhatWarning, stacklevel=2)
+        self.approx = approx
+        return approx
+
+    def refine(self, n: int, **kwargs):
+        raise NotImplementedError("Pathfinder has no refine(): call fit() again (with more max_iters or paths)")
+
+
+METHODS["pathfinder"] = Pathfinder
+
+
+def pathfinder(model: Model | None = None, random_seed=None, **kwargs):
+    """``Pathfinder(model, random_seed, **kwargs).fit()``."""
+    return Pathfinder(model=model, random_seed=random_seed, **kwargs).fit()

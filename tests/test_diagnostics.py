@@ -1,0 +1,101 @@
+"""PSIS k-hat, importance-weighted ELBO and importance resampling against analytic posteriors."""
+
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import jaxvi as jv
+from jaxvi import diagnostics
+from jaxvi.families import softplus_inverse
+
+Y8 = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+SIGMA8 = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+
+
+@pytest.fixture(scope="module")
+def conjugate():
+    """y_i ~ N(mu, 2), mu ~ N(1, 3): posterior and marginal likelihood in closed form."""
+    y = np.random.default_rng(0).normal(0.7, 2.0, size=40)
+    with jv.Model() as m:
+        mu = jv.Normal("mu", 1.0, 3.0)
+        jv.Normal("y", mu, 2.0, observed=y)
+    prec = 1 / 9 + len(y) / 4
+    mean = (1 / 9 + y.sum() / 4) / prec
+    log_z = stats.multivariate_normal(np.ones(len(y)), 4 * np.eye(len(y)) + 9).logpdf(y)
+    return m, mean, prec**-0.5, log_z
+
+
+@pytest.fixture(scope="module")
+def eight_schools():
+    with jv.Model() as m:
+        mu = jv.Normal("mu", 0, 5)
+        tau = jv.HalfCauchy("tau", 5)
+        theta = jv.Normal("theta", mu, tau, shape=8)
+        jv.Normal("y", theta, SIGMA8, observed=Y8)
+    return m
+
+
+def test_meanfield_on_centered_eight_schools_warns_with_large_khat(eight_schools):
+    with pytest.warns(diagnostics.KhatWarning, match=r"k-hat = .* > 0.7 .*fullrank_advi.*NUTS"):
+        approx = jv.fit(10000, model=eight_schools, random_seed=0, progressbar=False)
+    assert approx.khat > 0.7 and approx.khat_draws == diagnostics.KHAT_DRAWS
+    idata = approx.sample(100, random_seed=1)
+    assert idata.posterior.attrs["khat"] == pytest.approx(approx.khat)
+    assert idata.posterior.attrs["khat_draws"] == diagnostics.KHAT_DRAWS
+
+
+def test_fullrank_on_conjugate_normal_has_small_khat_and_tight_iw_elbo(conjugate):
+    m, _, _, log_z = conjugate
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", diagnostics.KhatWarning)
+        approx = jv.fit(5000, method="fullrank_advi", model=m, random_seed=0, progressbar=False, obj_n_mc=10)
+    assert approx.khat < 0.5
+    assert approx.psis_khat(2000, random_seed=3) < 0.5
+    # the ELBO and the IW-ELBO bound log p(y); with an (almost) exact q both are (almost) equal to it
+    iw = approx.iw_elbo(4000, random_seed=1)
+    el = approx.iw_elbo(4000, k=1, random_seed=1)
+    assert el <= iw + 1e-6
+    assert iw == pytest.approx(log_z, abs=0.02)
+    assert el == pytest.approx(log_z, abs=0.05)
+
+
+def test_importance_resampling_widens_a_too_narrow_approximation(conjugate):
+    m, mean, sd, _ = conjugate
+    approx = jv.MeanField(model=m, random_seed=0)
+    approx.vparams = {"mu": jnp.asarray([mean], jnp.float32), "rho": softplus_inverse(jnp.asarray([0.7 * sd]))}
+    plain = approx.sample(4000, random_seed=1).posterior["mu"].values.ravel()
+    idata = approx.sample(4000, random_seed=1, importance_resample=True)
+    fixed = idata.posterior["mu"].values.ravel()
+    assert plain.std() == pytest.approx(0.7 * sd, rel=0.05)
+    assert fixed.std() == pytest.approx(sd, rel=0.08)
+    assert fixed.mean() == pytest.approx(mean, abs=0.05 * sd)
+    assert idata.posterior.attrs["importance_resampled"] and 0.3 < idata.posterior.attrs["psis_khat"] < 0.7
+
+
+def test_pure_functions_against_references():
+    rng = np.random.default_rng(0)
+    # ratios with an exact generalised-Pareto tail of shape k: w = U**-k
+    for k in (0.3, 0.9):
+        lw, khat = diagnostics.psis(-k * np.log(rng.uniform(size=20000)))
+        assert khat == pytest.approx(k, abs=0.1)
+    assert np.exp(lw).sum() == pytest.approx(1.0)
+    assert diagnostics.psis(np.zeros(10))[1] == -np.inf  # q == p up to a constant
+    assert diagnostics.psis(np.full(10, -np.inf))[1] == np.inf
+    lr = rng.normal(size=12)
+    assert diagnostics.iw_elbo(lr, k=1) == pytest.approx(lr.mean())
+    assert diagnostics.iw_elbo(lr) == pytest.approx(np.log(np.mean(np.exp(lr))))
+    assert diagnostics.iw_elbo(lr, k=4) == pytest.approx(np.mean(np.log(np.mean(np.exp(lr.reshape(3, 4)), 1))))
+    with pytest.raises(ValueError, match="k must be between"):
+        diagnostics.iw_elbo(lr, k=13)
+
+
+def test_khat_can_be_turned_off(conjugate):
+    m = conjugate[0]
+    inference = jv.ADVI(model=m, random_seed=0)
+    inference.khat_draws = 0
+    approx = inference.fit(100, progressbar=False)
+    assert approx.khat is None
+    assert "khat" not in approx.sample(10, random_seed=0).posterior.attrs
