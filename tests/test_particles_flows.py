@@ -333,3 +333,28 @@ def test_group_errors_name_the_variable(grouped_model):
         jv.Group([a], vfam="gaussian")
     with pytest.raises(TypeError, match="list of jv.Group"):
         jv.Approximation(["a"], model=model)
+
+
+# -- save / load ----------------------------------------------------------------------------------------------
+
+def test_save_load_flow_empirical_and_groups(tmp_path, grouped_model):
+    model, a, b, c = grouped_model
+    made = [
+        jv.NormalizingFlow("planar*2", model=model, random_seed=1),
+        jv.Empirical(size=7, model=model, random_seed=1),
+        jv.Approximation([jv.Group([a], vfam="fr"), jv.Group(None, vfam="radial")], model=model, random_seed=1),
+    ]
+    for i, approx in enumerate(made):
+        # perturb so a fresh approximation differs from the saved one
+        approx.vparams = jax.tree_util.tree_map(lambda p: p + 0.1, approx.vparams)
+        approx.hist = np.arange(3.0)
+        path = tmp_path / f"a{i}.npz"
+        approx.save(path)
+        back = jv.load(path, model=model)
+        assert type(back) is type(approx) and back.family.name == approx.family.name
+        for x, y in zip(jax.tree_util.tree_leaves(back.vparams), jax.tree_util.tree_leaves(approx.vparams)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        np.testing.assert_array_equal(back.hist, approx.hist)
+        z1 = back.sample_flat(5, random_seed=3)
+        z2 = approx.sample_flat(5, random_seed=3)
+        np.testing.assert_allclose(np.asarray(z1), np.asarray(z2), rtol=1e-6)

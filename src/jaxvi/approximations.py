@@ -79,6 +79,9 @@ class Approximation:
         self._random_seed = random_seed
         if groups is not None:
             family = grouped_family(self.cm, groups, random_seed)
+            self._groups_spec = [{"names": [self.cm.var_names[i] for i in _owned(self.cm, family, gi)],
+                                  "vfam": g.vfam, "rank": g.rank, "flow": g.flow}
+                                 for gi, g in enumerate([groups] if isinstance(groups, Group) else groups)]
         if family is not None:
             self.family = family
         self._sample_key = _key(random_seed)
@@ -256,7 +259,8 @@ class Approximation:
         meta = {"class": type(self).__name__, "family": self.family.name,
                 "value_names": self.cm.value_names,
                 "shapes": {n: list(self.cm.layout.shapes[n]) for n in self.cm.value_names}}
-        arrays = {f"param:{k}": np.asarray(v) for k, v in self.vparams.items()}
+        meta["init"] = self._init_kwargs()
+        arrays = {f"param:{k}": np.asarray(v) for k, v in _named_leaves(self.vparams).items()}
         arrays["hist"] = np.asarray(self.hist)
         arrays["sample_key"] = np.asarray(self._sample_key)
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
@@ -264,6 +268,12 @@ class Approximation:
         tmp = path + ".tmp.npz"
         np.savez(tmp, **arrays)
         os.replace(tmp, path)  # atomic: a crash mid-write leaves the previous file intact
+
+    def _init_kwargs(self) -> dict:
+        """Constructor arguments (JSON) that rebuild this approximation's structure for ``jv.load``."""
+        if isinstance(self.family, GroupedFamily):
+            return {"groups": self._groups_spec}
+        return {}
 
     def __repr__(self):
         fitted = f", {len(self.hist)} steps fitted" if len(self.hist) else ""
@@ -298,6 +308,9 @@ class LowRank(Approximation):
     @property
     def rank(self) -> int:
         return int(self.vparams["W"].shape[-1])
+
+    def _init_kwargs(self):
+        return {"rank": self.rank}
 
 
 class Empirical(Approximation):
@@ -356,6 +369,9 @@ class Empirical(Approximation):
     def size(self) -> int:
         return int(self.vparams["particles"].shape[0])
 
+    def _init_kwargs(self):
+        return {"size": self.size, "jitter": 0.0}
+
 
 def flat_draws(cm: CompiledModel, trace) -> jnp.ndarray:
     """Flat unconstrained draws ``(n, ndim)`` from InferenceData, a dict by name, or an array."""
@@ -393,6 +409,9 @@ class NormalizingFlow(Approximation):
     @property
     def flow(self) -> str:
         return self.family.flow
+
+    def _init_kwargs(self):
+        return {"flow": self.family.flow}
 
 
 class Group:
@@ -481,7 +500,22 @@ def grouped_family(cm: CompiledModel, groups, random_seed=None) -> GroupedFamily
     return GroupedFamily(parts)
 
 
-_CLASSES = {"MeanField": MeanField, "FullRank": FullRank, "LowRank": LowRank}
+_CLASSES = {"MeanField": MeanField, "FullRank": FullRank, "LowRank": LowRank, "Empirical": Empirical,
+            "NormalizingFlow": NormalizingFlow, "Approximation": Approximation}
+
+
+def _named_leaves(params) -> dict:
+    """Parameter arrays by path, in tree order: ``mu`` for a flat dict, ``layers/0/b`` when nested."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        out["/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)] = leaf
+    return out
+
+
+def _owned(cm, family, gi) -> list[int]:
+    """Indices (into cm.free_rvs) of the variables whose coordinates group ``gi`` covers."""
+    cover = set(family.indices[gi].tolist())
+    return [i for i, rv in enumerate(cm.free_rvs) if cm.layout.slices[rv.value_name].start in cover]
 
 
 def _read_saved(path) -> tuple[dict, dict, np.ndarray, np.ndarray]:
@@ -531,11 +565,17 @@ def load(path, model: Model | None = None) -> Approximation:
     if meta.get("shapes", shapes) != shapes:
         raise ValueError(f"jv.load: the saved approximation has variable shapes {meta['shapes']}, but the model's "
                          f"are {shapes}; load it onto the model it was fitted on")
-    approx = cls(model=model)
-    if set(params) != set(approx.vparams):
+    init = dict(meta.get("init") or {})
+    if "groups" in init:
+        init["groups"] = [Group(g["names"], vfam=g["vfam"], rank=g.get("rank"), flow=g.get("flow"))
+                          for g in init["groups"]]
+    approx = cls(model=model, **init)
+    expected = _named_leaves(approx.vparams)
+    if set(params) != set(expected) or any(np.shape(params[k]) != np.shape(v) for k, v in expected.items()):
         raise ValueError(f"jv.load: the saved parameters {sorted(params)} do not fit a {meta['class']} "
-                         f"approximation (expected {sorted(approx.vparams)}); the file is damaged")
-    approx.vparams = {k: jnp.asarray(v) for k, v in params.items()}
+                         f"approximation (expected {sorted(expected)}); the file is damaged")
+    treedef = jax.tree_util.tree_structure(approx.vparams)
+    approx.vparams = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(params[k]) for k in expected])
     approx.hist = hist
     approx._sample_key = jnp.asarray(key)
     return approx
