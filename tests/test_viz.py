@@ -89,3 +89,20 @@ def test_show_without_ipywidgets_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     with pytest.raises(ImportError, match=r'pip install "jaxvi\[viz\]"'):
         ManualVI("skewed").show()
+
+
+def test_svgd_animation_moves_particles_onto_the_target(tmp_path):
+    from jaxvi import viz
+
+    path = viz.svgd_trajectory("gaussian", n_particles=60, n_frames=40, steps_per_frame=10, step_size=0.1)
+    assert path.shape == (40, 60, 2)
+    start, end = path[0], path[-1]
+    # N(0, [[1, .8], [.8, 1]]): the particles spread out to the target's correlation and scale
+    assert abs(np.corrcoef(end.T)[0, 1] - 0.8) < 0.15
+    assert abs(end.std(0).mean() - 1.0) < 0.3 and start.std(0).mean() < 0.7
+    anim = viz.svgd_animation("banana", n_particles=20, n_frames=5)
+    out = tmp_path / "svgd.gif"
+    anim.save(out, writer="pillow")
+    assert out.stat().st_size > 1000
+    with pytest.raises(ValueError, match="unknown target 'donut'"):
+        viz.svgd_trajectory("donut")
