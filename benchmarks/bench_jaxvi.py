@@ -67,7 +67,17 @@ def build(case: str):
 
 
 def fit(model, case: str, method: str, n: int):
-    approx = jv.fit(n, method=method, model=model, progressbar=False, random_seed=0)
+    if method == "svgd":
+        approx = jv.fit(n, method="svgd", model=model, inf_kwargs=dict(n_particles=cases.SVGD_PARTICLES),
+                        obj_optimizer=jv.sgd(learning_rate=cases.SVGD_LR), random_seed=0, progressbar=False)
+    elif method == "nfvi":
+        import optax
+
+        lr = optax.cosine_decay_schedule(cases.NFVI_LR, n, 0.01)
+        approx = jv.NFVI(flow=cases.NFVI_FLOW[case], model=model, random_seed=0).fit(
+            n, obj_optimizer=jv.adam(learning_rate=lr), obj_n_mc=cases.NFVI_N_MC, progressbar=False)
+    else:
+        approx = jv.fit(n, method=method, model=model, progressbar=False, random_seed=0)
     return approx, np.asarray(approx.hist, dtype=float)
 
 
@@ -77,8 +87,10 @@ def draw(model, fitted, case: str, draws: int) -> dict:
         return {"beta": np.asarray(m["beta"]).tolist(), "sigma": float(np.exp(m["sigma_log__"]))}
     idata = fitted.sample(draws)
     post = idata.posterior
-    return {v: np.asarray(post[v]).reshape(-1, *np.shape(post[v])[2:]).mean(0).tolist()
-            for v in cases.REPORT_VARS[case]}
+    flat = {v: np.asarray(post[v]).reshape(-1, *np.shape(post[v])[2:]) for v in cases.REPORT_VARS[case]}
+    out = {v: a.mean(0).tolist() for v, a in flat.items()}
+    out["_stats"] = cases.stats(case, flat)
+    return out
 
 
 def extra(model, case: str, method: str, n: int) -> dict:

@@ -4,11 +4,17 @@ Guides: ``AutoNormal`` (mean-field, for "advi") and ``AutoMultivariateNormal`` (
 "fullrank_advi"), started at PyMC's initial point with PyMC's starting scale; the optimiser is
 PyMC's default ``adagrad_window`` written in optax (``optim.py``), unless ``BENCH_NUMPYRO_OPTIM``
 names another (``adam``/``adagrad``).  Float32, NumPyro's default.
+
+"svgd": ``numpyro.contrib.einstein.SVGD`` (SteinVI with an AutoDelta guide) and ``RBFKernel``, the
+particles started as PyMC's (initial point + N(0, 1)), ``numpyro.optim.SGD``.  "nfvi": SVI with
+``AutoIAFNormal`` (``VARIANT = "bnaf"``: ``AutoBNAFNormal``), ``Trace_ELBO(num_particles=256)`` and
+optax adam with a cosine decay (``cases.NFVI_*``).
 """
 
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +31,7 @@ from optim import make_optimizer
 
 LABEL = "NumPyro"
 OPTIMIZER = os.environ.get("BENCH_NUMPYRO_OPTIM", "adagrad_window")
+VARIANT = ""  # "bnaf": "nfvi" with AutoBNAFNormal instead of AutoIAFNormal (set by worker.py)
 
 
 def versions() -> dict:
@@ -102,7 +109,53 @@ def build(case: str):
     return Built(case)
 
 
+def _init_jitter(site=None, case=None):
+    """PyMC's SVGD start: every particle at the initial point plus N(0, 1) noise (jitter 1).
+    (NumPyro wants an init strategy as a functools.partial.)"""
+    if site is None:
+        return partial(_init_jitter, case=case)
+    if site["type"] == "sample" and not site["is_observed"] and site["name"] in cases.INITIAL_POINT[case]:
+        v = jnp.asarray(cases.INITIAL_POINT[case][site["name"]], jnp.float32)
+        return v + jax.random.normal(site["kwargs"]["rng_key"], jnp.shape(v), jnp.float32)
+    return None
+
+
+def _jitter_init(case: str):
+    return partial(_init_jitter, case=case)
+
+
+def _fit_stein(model: Built, case: str, n: int):
+    from numpyro.contrib.einstein import SVGD, RBFKernel
+    from numpyro.optim import SGD
+
+    # SVGD = SteinVI with an AutoDelta guide (one point per particle), as numpyro.contrib.einstein builds it
+    stein = SVGD(model.model, SGD(cases.SVGD_LR), RBFKernel(), num_stein_particles=cases.SVGD_PARTICLES,
+                 guide_kwargs={"init_loc_fn": _jitter_init(case)})
+    res = stein.run(jax.random.PRNGKey(0), n, progress_bar=False, **model.kwargs)
+    losses = np.asarray(res.losses, dtype=float)
+    return ("stein", stein, res.params), losses
+
+
+def _fit_flow(model: Built, case: str, n: int):
+    import optax
+    from numpyro.infer.autoguide import AutoBNAFNormal, AutoIAFNormal
+    from numpyro.optim import optax_to_numpyro
+
+    init = init_to_value(values={k: jnp.asarray(v, jnp.float32) for k, v in cases.INITIAL_POINT[case].items()})
+    cls = AutoBNAFNormal if VARIANT == "bnaf" else AutoIAFNormal
+    guide = cls(model.model, init_loc_fn=init)
+    opt = optax_to_numpyro(optax.adam(optax.cosine_decay_schedule(cases.NFVI_LR, n, 0.01)))
+    svi = SVI(model.model, guide, opt, Trace_ELBO(num_particles=cases.NFVI_N_MC))
+    res = svi.run(jax.random.PRNGKey(0), n, progress_bar=False, **model.kwargs)
+    losses = np.asarray(res.losses, dtype=float)
+    return (guide, res.params), losses
+
+
 def fit(model: Built, case: str, method: str, n: int):
+    if method == "svgd":
+        return _fit_stein(model, case, n)
+    if method == "nfvi":
+        return _fit_flow(model, case, n)
     if method not in model.svi:
         init = init_to_value(values={k: jnp.asarray(v, jnp.float32) for k, v in cases.INITIAL_POINT[case].items()})
         cls = {"advi": AutoNormal, "fullrank_advi": AutoMultivariateNormal}[method]
@@ -115,9 +168,18 @@ def fit(model: Built, case: str, method: str, n: int):
 
 
 def draw(model: Built, fitted, case: str, draws: int) -> dict:
-    guide, params = fitted
     sites = cases.REPORT_VARS[case] + DETERMINISTICS.get(case, [])
-    pred = Predictive(model.model, guide=guide, params=params, num_samples=draws, return_sites=sites)
+    if fitted[0] == "stein":  # one draw per particle (1000 particles), as in NumPyro's SVGD example
+        _, stein, params = fitted
+        pred = Predictive(model.model, guide=stein.guide, params=params, num_samples=1, batch_ndims=1,
+                          return_sites=sites)
+    else:
+        guide, params = fitted
+        pred = Predictive(model.model, guide=guide, params=params, num_samples=draws, return_sites=sites)
     samples = pred(jax.random.PRNGKey(1), **model.kwargs)
     samples = jax.block_until_ready(samples)
-    return {v: np.asarray(samples[v]).mean(0).tolist() for v in cases.REPORT_VARS[case]}
+    flat = {v: np.asarray(samples[v]).reshape(-1, *np.shape(samples[v])[2 if fitted[0] == "stein" else 1:])
+            for v in cases.REPORT_VARS[case]}
+    out = {v: a.mean(0).tolist() for v, a in flat.items()}
+    out["_stats"] = cases.stats(case, flat)
+    return out

@@ -59,12 +59,18 @@ def build(case: str):
 
 def fit(model, case: str, method: str, n: int):
     with model:
-        approx = pm.fit(n, method=method, progressbar=False, random_seed=0)
+        if method == "svgd":
+            approx = pm.fit(n, method="svgd", inf_kwargs=dict(n_particles=cases.SVGD_PARTICLES),
+                            obj_optimizer=pm.sgd(learning_rate=cases.SVGD_LR), progressbar=False, random_seed=0)
+        else:
+            approx = pm.fit(n, method=method, progressbar=False, random_seed=0)
     return approx, np.asarray(approx.hist, dtype=float)
 
 
 def draw(model, fitted, case: str, draws: int) -> dict:
     idata = fitted.sample(draws, random_seed=0)
     post = idata.posterior
-    return {v: np.asarray(post[v]).reshape(-1, *np.shape(post[v])[2:]).mean(0).tolist()
-            for v in cases.REPORT_VARS[case]}
+    flat = {v: np.asarray(post[v]).reshape(-1, *np.shape(post[v])[2:]) for v in cases.REPORT_VARS[case]}
+    out = {v: a.mean(0).tolist() for v, a in flat.items()}
+    out["_stats"] = cases.stats(case, flat)
+    return out

@@ -6,7 +6,8 @@ starts them one after another, collects their JSON lines and writes ``results.js
 
     python benchmarks/run.py [--jaxvi-python .venv/bin/python]
                              [--peers-python benchmarks/.venv-peers/bin/python]
-                             [--only CASE ...] [--libs jaxvi pymc numpyro limit] [--scale 0.1]
+                             [--only CASE ...] [--pairs CASE:METHOD ...] [--merge]
+                             [--libs jaxvi pymc numpyro limit numpyro_bnaf] [--scale 0.1]
 
 Besides the standard library only numpy is needed here (through ``cases.py``); ``make bench``
 runs it with the jaxvi venv's python.
@@ -36,8 +37,24 @@ LIBS = {
     "pymc": ("bench_pymc", "peers", "PyMC"),
     "numpyro": ("bench_numpyro", "peers", "NumPyro"),
     "limit": ("limit", "jaxvi", "limit (hand-fused JAX)"),
+    "numpyro_bnaf": ("bench_numpyro:bnaf", "peers", "NumPyro (AutoBNAFNormal)"),
 }
-METHOD_LABEL = {"advi": "ADVI (mean-field)", "fullrank_advi": "full-rank ADVI"}
+BASE_LIBS = ("jaxvi", "pymc", "numpyro", "limit")  # the libraries of a case unless cases.py says otherwise
+METHOD_LABEL = {"advi": "ADVI (mean-field)", "fullrank_advi": "full-rank ADVI",
+                "svgd": f"SVGD ({cases.SVGD_PARTICLES} particles, sgd lr {cases.SVGD_LR})",
+                "nfvi": "normalizing flow (NFVI)"}
+# What each library runs for a method, where that is not the obvious (printed under the section's table).
+METHOD_NOTES = {
+    "svgd": "jaxvi `jv.fit(n, method=\"svgd\", inf_kwargs=dict(n_particles=1000), obj_optimizer=jv.sgd(learning_rate=0.01))`; "
+            "PyMC the same with `pm.`; NumPyro `numpyro.contrib.einstein.SVGD` (SteinVI with an `AutoDelta` guide) with "
+            "`RBFKernel()`, 1000 particles, `numpyro.optim.SGD(0.01)`, particles started as PyMC's (initial point + N(0, 1)). "
+            "The 1000 draws are the particles (jaxvi/PyMC resample them, NumPyro takes each once). "
+            "PyMC's SVGD keeps no loss history (final avg loss n/a); NumPyro's loss is SteinVI's ELBO-based loss, not comparable.",
+    "nfvi": "jaxvi `jv.NFVI(flow=FLOW, random_seed=0).fit(n, obj_optimizer=jv.adam(learning_rate=optax.cosine_decay_schedule(0.01, n, 0.01)), "
+            "obj_n_mc=256)`; NumPyro: SVI with `AutoIAFNormal` (row \"NumPyro\") or `AutoBNAFNormal` (default sizes), "
+            "`Trace_ELBO(num_particles=256)`, the same optax adam schedule, started at the initial point. "
+            "Final avg loss = mean of the last 1000 −ELBO estimates (each a 256-draw average; 0 is exact, both targets are normalised).",
+}
 
 
 def machine_info() -> dict:
@@ -64,10 +81,12 @@ def loadavg() -> str:
         return "n/a"
 
 
-def _spawn(cmd: list[str], timeout: float) -> dict:
+def _spawn(cmd: list[str], timeout: float, extra_env: dict | None = None) -> dict:
     """Run ``cmd`` in a fresh process; returns its BENCH_RESULT record or {"error": ...}."""
     env = dict(os.environ)
     env.pop("JAX_ENABLE_X64", None)
+    env.pop("BENCH_WARM_REPEATS", None)
+    env.update(extra_env or {})
     env["BENCH_T_SPAWN"] = repr(time.time())
     t0 = time.perf_counter()
     try:
@@ -87,15 +106,21 @@ def _spawn(cmd: list[str], timeout: float) -> dict:
     return {"error": msg, "returncode": proc.returncode, "stderr_tail": "\n".join(err[-25:]), "wall_s": wall}
 
 
-def run_worker(python: str, module: str, case: str, method: str, n: int, timeout: float) -> dict:
+def run_worker(python: str, module: str, case: str, method: str, n: int, timeout: float,
+               warm_repeats: int | None = None) -> dict:
     """One measurement (``worker.py``) in a fresh process."""
-    return _spawn([python, os.path.join(HERE, "worker.py"), module, case, method, str(n)], timeout)
+    env = {"BENCH_WARM_REPEATS": str(warm_repeats)} if warm_repeats else {}
+    return _spawn([python, os.path.join(HERE, "worker.py"), module, case, method, str(n)], timeout, env)
 
 
 def run_prime(python: str, module: str, pairs: list[tuple[str, str]], timeout: float) -> dict:
     """Untimed short fits of every pair in one process (fills PyTensor's on-disk C cache)."""
     return _spawn([python, os.path.join(HERE, "worker.py"), "--prime", module, *(f"{c}:{m}" for c, m in pairs)],
                   timeout)
+
+
+def _libs_for(case: str, method: str) -> tuple:
+    return tuple(cases.libs_for(case, method, BASE_LIBS))
 
 
 def derive(rec: dict) -> dict:
@@ -175,6 +200,8 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         "re-compiles its scan); **fit-call fixed cost** is the time of a 10-step fit, which shows that part.",
         f"- **final avg loss**: mean of the last {cases.LOSS_WINDOW} −ELBO values of the first fit "
         "(one-sample estimates, as in PyMC's progress bar).",
+        "- **P(x<0.1)** (mixture: the left mode's mass) and **corr** (mvnormal: the correlation), where shown: "
+        "computed from the 1000 posterior draws (`cases.stats`), next to the exact value.",
         "- Same data (numpy seeds, `benchmarks/cases.py`), same start (PyMC's initial point; sigma log 2 for "
         "mean-field, 1 for full-rank) and the same optimiser for all four: PyMC's default `adagrad_window` "
         f"(lr 1e-3, eps 0.1, n_win 10; NumPyro and the limit use it through optax, `benchmarks/optim.py`; "
@@ -191,32 +218,59 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         by.setdefault((r["case"], r["method"]), {})[r["lib"]] = r
     for case, method, n in meta["runs"]:
         recs = by.get((case, method), {})
-        lines.append(f"## {case} — {METHOD_LABEL.get(method, method)}, n = {n:,}")
+        title = METHOD_LABEL.get(method, method)
+        if method == "nfvi":
+            title += f", jaxvi flow `{cases.NFVI_FLOW.get(case, '?')}`"
+        lines.append(f"## {case} — {title}, n = {n:,}")
         lines.append("")
         lines.append(f"{cases.DESCRIPTIONS[case]}.")
         lines.append("")
+        if meta.get("measured_note", {}).get(f"{case}/{method}"):
+            lines.append(meta["measured_note"][f"{case}/{method}"])
+            lines.append("")
+        exact = cases.EXACT_STATS.get(case, {}) if any(r.get("stats") for r in recs.values()) else {}
+        stat_head = "".join(f" | {k} of the draws (exact {v:g})" for k, v in exact.items())
         lines.append("| library | cold time to result (s) | compile/overhead (s) | warm fit (s) | it/s "
-                     "| final avg loss | fit-call fixed cost (s) |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|")
-        for lib in meta["libs"]:
+                     f"| final avg loss | fit-call fixed cost (s){stat_head} |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(exact))
+        shown = [lib for lib in meta["libs"] if lib in _libs_for(case, method) or (method, lib) in cases.NOT_AVAILABLE]
+        for lib in shown:
             label = LIBS[lib][2]
             r = recs.get(lib)
+            dashes = " — |" * len(exact)
             if r is None:
-                lines.append(f"| {label} | not run | | | | | |")
+                lines.append(f"| {label} | not run | | | | | |" + " |" * len(exact))
             elif "error" in r:
-                lines.append(f"| {label} | error: {_cell(r['error'])} | — | — | — | — | — |")
+                lines.append(f"| {label} | {'' if r.get('na') else 'error: '}{_cell(r['error'])} | — | — | — | — | — |{dashes}")
             else:
+                st = r.get("stats") or {}
+                stat_cells = "".join(f" {_f(st.get(k))} |" for k in exact)
+                loss = f"{r['final_loss']:.4g}" if r["final_loss"] == r["final_loss"] else "n/a"
                 lines.append(f"| {label} | {_f(r['cold_s'])} | {_f(r['overhead_s'])} | {_f(r['warm_s'])} "
-                             f"| {r['it_per_s']:,.0f} | {r['final_loss']:.4g} | {_f(r['small_s'])} |")
+                             f"| {r['it_per_s']:,.{1 if r['it_per_s'] < 100 else 0}f} | {loss} | {_f(r['small_s'])} |{stat_cells}")
         lines.append("")
+        if METHOD_NOTES.get(method):
+            lines.append(METHOD_NOTES[method].replace("FLOW", f'\"{cases.NFVI_FLOW.get(case, "?")}\"'))
+            lines.append("")
+        reps = {LIBS[lib][2]: r["warm_repeats"] for lib, r in recs.items()
+                if "error" not in r and r.get("warm_repeats", cases.WARM_REPEATS) != cases.WARM_REPEATS}
+        if reps:
+            lines.append("Warm fit here: " + "; ".join(f"{k} best of {v}" for k, v in reps.items())
+                         + " (slow per iteration).")
+            lines.append("")
         ok = {k: r for k, r in recs.items() if "error" not in r}
         g = lambda lib, key: ok.get(lib, {}).get(key)  # noqa: E731
-        lines.append(
-            f"Ratios: jaxvi it/s ÷ PyMC it/s = **{_ratio(g('jaxvi', 'it_per_s'), g('pymc', 'it_per_s'))}**; "
-            f"jaxvi it/s ÷ NumPyro it/s = **{_ratio(g('jaxvi', 'it_per_s'), g('numpyro', 'it_per_s'))}**; "
-            f"jaxvi warm ÷ limit warm = **{_ratio(g('jaxvi', 'warm_s'), g('limit', 'warm_s'))}**; "
-            f"PyMC cold ÷ jaxvi cold = **{_ratio(g('pymc', 'cold_s'), g('jaxvi', 'cold_s'))}**; "
-            f"NumPyro cold ÷ jaxvi cold = **{_ratio(g('numpyro', 'cold_s'), g('jaxvi', 'cold_s'))}**.")
+        na = {lib for lib in shown if recs.get(lib, {}).get("na")}
+        terms = [("pymc", f"jaxvi it/s ÷ PyMC it/s = **{_ratio(g('jaxvi', 'it_per_s'), g('pymc', 'it_per_s'))}**"),
+                 ("numpyro", f"jaxvi it/s ÷ NumPyro it/s = **{_ratio(g('jaxvi', 'it_per_s'), g('numpyro', 'it_per_s'))}**"),
+                 ("numpyro_bnaf", "jaxvi it/s ÷ NumPyro (AutoBNAFNormal) it/s = "
+                                  f"**{_ratio(g('jaxvi', 'it_per_s'), g('numpyro_bnaf', 'it_per_s'))}**"),
+                 ("limit", f"jaxvi warm ÷ limit warm = **{_ratio(g('jaxvi', 'warm_s'), g('limit', 'warm_s'))}**"),
+                 ("pymc", f"PyMC cold ÷ jaxvi cold = **{_ratio(g('pymc', 'cold_s'), g('jaxvi', 'cold_s'))}**"),
+                 ("numpyro", f"NumPyro cold ÷ jaxvi cold = **{_ratio(g('numpyro', 'cold_s'), g('jaxvi', 'cold_s'))}**"),
+                 ("numpyro_bnaf", "NumPyro (AutoBNAFNormal) cold ÷ jaxvi cold = "
+                                  f"**{_ratio(g('numpyro_bnaf', 'cold_s'), g('jaxvi', 'cold_s'))}**")]
+        lines.append("Ratios: " + "; ".join(t for lib, t in terms if lib in shown and lib not in na) + ".")
         lines.append("")
         lim = ok.get("limit", {}).get("extra") or {}
         if lim.get("inloop_rng_warm_s"):
@@ -241,13 +295,16 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         cells = []
         for lib in meta["libs"]:
             r = by.get((case, method), {}).get(lib)
-            if not r or "error" in r:
-                cells.append("error" if r else "not run")
+            if not r and lib not in _libs_for(case, method):
+                cells.append("—")
+            elif not r or "error" in r:
+                cells.append(("n/a" if r.get("na") else "error") if r else "not run")
             else:
                 cells.append(" / ".join(f"{r[k]:.2f}" for k in ("startup_s", "import_s", "build_s", "fit1_s", "draw_s")))
         lines.append(f"| {case} | {method} | " + " | ".join(cells) + " |")
     lines.append("")
-    errs = [r for r in results if "error" in r and r.get("stderr_tail")]
+    errs = [r for r in results if "error" in r and r.get("stderr_tail")
+            and (r["case"], r["method"]) in {(c, m) for c, m, _ in meta["runs"]}]
     if errs:
         lines += ["## Errors", ""]
         for r in errs:
@@ -264,6 +321,10 @@ def main(argv=None) -> int:
     p.add_argument("--jaxvi-python", default=os.path.join(ROOT, ".venv", "bin", "python"))
     p.add_argument("--peers-python", default=os.path.join(HERE, ".venv-peers", "bin", "python"))
     p.add_argument("--only", nargs="*", help="cases to run (default: all)")
+    p.add_argument("--pairs", nargs="*", help="case:method pairs to run, e.g. mixture:svgd (default: all)")
+    p.add_argument("--merge", action="store_true",
+                   help="merge the new records into the existing results.json (replacing the same case/method/library) "
+                        "instead of rewriting it, then rewrite results.md from the merged records")
     p.add_argument("--libs", nargs="*", default=list(LIBS), choices=list(LIBS))
     p.add_argument("--scale", type=float, default=1.0, help="multiply every n (for a quick try; default 1)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per process")
@@ -272,7 +333,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     t_all = time.perf_counter()
-    runs = [(c, m, max(int(n * args.scale), 10)) for c, m, n in cases.RUNS if not args.only or c in args.only]
+    runs = [(c, m, max(int(n * args.scale), 10)) for c, m, n in cases.RUNS
+            if (not args.only or c in args.only) and (not args.pairs or f"{c}:{m}" in args.pairs)]
     python = {"jaxvi": args.jaxvi_python, "peers": args.peers_python}
     meta = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine_info(),
             "load_start": loadavg(), "runs": runs, "libs": args.libs, "scale": args.scale,
@@ -288,17 +350,26 @@ def main(argv=None) -> int:
 
     if "pymc" in args.libs and not args.no_prime and os.path.exists(args.peers_python):
         t = time.perf_counter()
-        primes = run_prime(args.peers_python, "bench_pymc", [(c, m) for c, m, _ in runs], args.timeout)
+        primes = run_prime(args.peers_python, "bench_pymc", [(c, m) for c, m, _ in runs
+                                                              if "pymc" in _libs_for(c, m)
+                                                              and (m, "pymc") not in cases.NOT_AVAILABLE],
+                           args.timeout)
         log(f"  primed PyTensor's cache (untimed 10-step PyMC fits) in {time.perf_counter() - t:.0f} s: {primes}")
         meta["pymc_prime"] = primes
 
     results = []
     for case, method, n in runs:
         for lib in args.libs:
-            if lib not in cases.LIBS_FOR.get(case, LIBS):
+            if (method, lib) in cases.NOT_AVAILABLE:
+                if lib in _libs_for(case, method):  # a row that says why
+                    results.append({"lib": lib, "case": case, "method": method, "n": n, "na": True,
+                                    "error": cases.NOT_AVAILABLE[(method, lib)]})
+                continue
+            if lib not in _libs_for(case, method):
                 continue
             module, venv, label = LIBS[lib]
-            rec = run_worker(python[venv], module, case, method, n, args.timeout)
+            rec = run_worker(python[venv], module, case, method, n, args.timeout,
+                             cases.WARM_REPEATS_FOR.get((case, method, lib)))
             rec.update(lib=lib, case=case, method=method, n=n)
             rec = derive(rec)
             if "versions" in rec:
@@ -312,17 +383,56 @@ def main(argv=None) -> int:
             # keep the files current, so an interrupted run still leaves its numbers
             meta["total_s"] = time.perf_counter() - t_all
             meta["load_end"] = loadavg()
-            _write(args.out_dir, meta, results)
+            _write(args.out_dir, meta, results, args.merge)
 
     meta["total_s"] = time.perf_counter() - t_all
     meta["load_end"] = loadavg()
-    _write(args.out_dir, meta, results)
+    _write(args.out_dir, meta, results, args.merge)
     log(f"wrote {os.path.join(args.out_dir, 'results.md')} and results.json in {meta['total_s']:.0f} s")
     return 0
 
 
-def _write(out_dir: str, meta: dict, results: list[dict]) -> None:
+def _merge(out_dir: str, meta: dict, results: list[dict]) -> tuple[dict, list[dict]]:
+    """The existing results.json with this run's records in place of the same (case, method, lib)."""
+    path = os.path.join(out_dir, "results.json")
+    if not os.path.exists(path):
+        return meta, results
+    with open(path) as f:
+        old = json.load(f)
+    new_keys = {(r["case"], r["method"], r["lib"]) for r in results}
+    merged = [r for r in old["results"] if (r["case"], r["method"], r["lib"]) not in new_keys] + results
+    m = dict(old["meta"])
+    order = {(c, mt): i for i, (c, mt, _) in enumerate(cases.RUNS)}
+    runs = {(c, mt): [c, mt, n] for c, mt, n in m.get("runs", [])}
+    runs.update({(c, mt): [c, mt, n] for c, mt, n in meta["runs"]})
+    m["runs"] = sorted(runs.values(), key=lambda r: order.get((r[0], r[1]), len(order)))
+    m["libs"] = [lib for lib in LIBS if lib in set(m.get("libs", [])) | set(meta["libs"])]
+    versions = dict(m.get("versions", {}))
+    for lib, v in meta["versions"].items():
+        versions.setdefault(lib, v)
+    m["versions"] = versions
+    # when and under what load the merged-in pairs were measured (shown under their tables)
+    note = (f"Measured separately (`run.py --pairs ... --merge`) on {meta['date']}; load average (1/5/15 min) "
+            f"at start {meta['load_start']}, at end {meta['load_end']}")
+    try:
+        loaded = max(float(meta["load_start"].split()[0]), float(meta["load_end"].split()[0])) > 2
+    except (ValueError, IndexError):
+        loaded = False
+    note += (": **a loaded machine** (other jobs on the same cores), so times are inflated and scattered."
+             if loaded else ".")
+    m.setdefault("measured", {})
+    m.setdefault("measured_note", {})
+    for c, mt, _ in meta["runs"]:
+        m["measured"][f"{c}/{mt}"] = {"date": meta["date"], "load_start": meta["load_start"],
+                                       "load_end": meta["load_end"], "libs": meta["libs"]}
+        m["measured_note"][f"{c}/{mt}"] = note
+    return m, merged
+
+
+def _write(out_dir: str, meta: dict, results: list[dict], merge: bool = False) -> None:
     os.makedirs(out_dir, exist_ok=True)
+    if merge:
+        meta, results = _merge(out_dir, meta, results)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     write_markdown(os.path.join(out_dir, "results.md"), meta, results)

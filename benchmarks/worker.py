@@ -1,7 +1,7 @@
 """One measurement in a fresh process: ``python worker.py LIB CASE METHOD N``.
 
 LIB is a runner module in this folder (``bench_jaxvi``, ``bench_pymc``, ``bench_numpyro``,
-``limit``) with ``build(case)``, ``fit(model, case, method, n) -> (fitted, losses)`` and
+``limit``; ``bench_numpyro:bnaf`` sets the runner's ``VARIANT``) with ``build(case)``, ``fit(model, case, method, n) -> (fitted, losses)`` and
 ``draw(model, fitted, case, draws)``.  The parent puts its ``time.time()`` from just before
 it started this process in ``BENCH_T_SPAWN``; the process then:
 
@@ -55,9 +55,12 @@ def main() -> None:
         return prime(sys.argv[2], sys.argv[3:])
     lib, case, method, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     out = {"lib": lib, "case": case, "method": method, "n": n, "startup_s": T_START - T_SPAWN}
+    lib, _, variant = lib.partition(":")  # "bench_numpyro:bnaf": a runner and its variant
 
     t = time.perf_counter()
     runner = importlib.import_module(lib)
+    if variant:
+        runner.VARIANT = variant
     import numpy as np
 
     import cases
@@ -76,6 +79,9 @@ def main() -> None:
     t = time.perf_counter()
     out["posterior_mean"] = runner.draw(model, fitted, case, cases.DRAWS)
     out["draw_s"] = time.perf_counter() - t
+    stats = out["posterior_mean"].pop("_stats", None)  # accuracy statistics of the draws (cases.stats)
+    if stats:
+        out["stats"] = stats
     out["cold_s"] = time.time() - T_SPAWN  # the time to result
 
     out["n_losses"] = int(len(losses))
@@ -84,7 +90,9 @@ def main() -> None:
     out["loss_nonfinite"] = int((~np.isfinite(tail)).sum())
 
     warm = []
-    for _ in range(cases.WARM_REPEATS):
+    repeats = int(os.environ.get("BENCH_WARM_REPEATS") or cases.WARM_REPEATS)
+    out["warm_repeats"] = repeats
+    for _ in range(repeats):
         t = time.perf_counter()
         _, losses2 = runner.fit(model, case, method, n)
         warm.append(time.perf_counter() - t)
