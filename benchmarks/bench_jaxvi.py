@@ -98,6 +98,14 @@ def extra(model, case: str, method: str, n: int) -> dict:
     import resource
     import time
 
+    if method == "svgd":  # the same fit from PyMC's plain jittered start (jaxvi's default resamples it)
+        approx = jv.fit(n, method="svgd", model=model, random_seed=0, progressbar=False,
+                        inf_kwargs=dict(n_particles=cases.SVGD_PARTICLES, init="jitter"),
+                        obj_optimizer=jv.sgd(learning_rate=cases.SVGD_LR))
+        post = approx.sample(cases.DRAWS).posterior
+        flat = {v: np.asarray(post[v]).reshape(-1, *np.shape(post[v])[2:]) for v in cases.REPORT_VARS[case]}
+        return {"init_jitter_stats": cases.stats(case, flat),
+                "init_jitter_mean": {v: a.mean(0).tolist() for v, a in flat.items()}}
     if case == "minibatch":
         d = cases.data(case)
         with jv.Model() as full:

@@ -225,8 +225,8 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         lines.append("")
         lines.append(f"{cases.DESCRIPTIONS[case]}.")
         lines.append("")
-        if meta.get("measured_note", {}).get(f"{case}/{method}"):
-            lines.append(meta["measured_note"][f"{case}/{method}"])
+        if meta.get("measured", {}).get(f"{case}/{method}"):
+            lines.append(_measured_note(meta["measured"][f"{case}/{method}"]))
             lines.append("")
         exact = cases.EXACT_STATS.get(case, {}) if any(r.get("stats") for r in recs.values()) else {}
         stat_head = "".join(f" | {k} of the draws (exact {v:g})" for k, v in exact.items())
@@ -251,6 +251,13 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         lines.append("")
         if METHOD_NOTES.get(method):
             lines.append(METHOD_NOTES[method].replace("FLOW", f'\"{cases.NFVI_FLOW.get(case, "?")}\"'))
+            lines.append("")
+        jx = (recs.get("jaxvi") or {}).get("extra") or {}
+        if jx.get("init_jitter_stats"):
+            st = ", ".join(f"{k} {_f(v)}" for k, v in jx["init_jitter_stats"].items())
+            lines.append("jaxvi's SVGD starts by default from the jittered particles importance-resampled toward the "
+                         "posterior (`init=\"importance\"`); the same fit from PyMC's plain jittered start "
+                         f"(`inf_kwargs=dict(init=\"jitter\")`, untimed) gives {st}.")
             lines.append("")
         reps = {LIBS[lib][2]: r["warm_repeats"] for lib, r in recs.items()
                 if "error" not in r and r.get("warm_repeats", cases.WARM_REPEATS) != cases.WARM_REPEATS}
@@ -411,22 +418,29 @@ def _merge(out_dir: str, meta: dict, results: list[dict]) -> tuple[dict, list[di
     for lib, v in meta["versions"].items():
         versions.setdefault(lib, v)
     m["versions"] = versions
-    # when and under what load the merged-in pairs were measured (shown under their tables)
-    note = (f"Measured separately (`run.py --pairs ... --merge`) on {meta['date']}; load average (1/5/15 min) "
-            f"at start {meta['load_start']}, at end {meta['load_end']}")
-    try:
-        loaded = max(float(meta["load_start"].split()[0]), float(meta["load_end"].split()[0])) > 2
-    except (ValueError, IndexError):
-        loaded = False
-    note += (": **a loaded machine** (other jobs on the same cores), so times are inflated and scattered."
-             if loaded else ".")
+    # when and under what load the merged-in records were measured (shown under their tables)
     m.setdefault("measured", {})
-    m.setdefault("measured_note", {})
-    for c, mt, _ in meta["runs"]:
-        m["measured"][f"{c}/{mt}"] = {"date": meta["date"], "load_start": meta["load_start"],
-                                       "load_end": meta["load_end"], "libs": meta["libs"]}
-        m["measured_note"][f"{c}/{mt}"] = note
+    when = {"date": meta["date"], "load_start": meta["load_start"], "load_end": meta["load_end"]}
+    for r in results:
+        m["measured"].setdefault(f"{r['case']}/{r['method']}", {})[r["lib"]] = when
     return m, merged
+
+
+def _measured_note(measured: dict) -> str:
+    """'Measured separately on ...' for a pair's records merged in by ``--merge`` (lib -> date and load)."""
+    groups = {}
+    for lib, w in measured.items():
+        groups.setdefault((w["date"], w["load_start"], w["load_end"]), []).append(LIBS[lib][2])
+    parts, loaded = [], False
+    for (date, ls, le), labels in sorted(groups.items()):
+        parts.append(f"{', '.join(labels)} on {date} (load average 1/5/15 min at start {ls}, at end {le})")
+        try:
+            loaded |= max(float(ls.split()[0]), float(le.split()[0])) > 2
+        except (ValueError, IndexError):
+            pass
+    note = "Measured separately (`run.py --pairs ... --merge`): " + "; ".join(parts)
+    return note + (": **a loaded machine** (load above 2 on 2 cores: other jobs shared the CPU), so times are "
+                   "inflated and scattered." if loaded else ".")
 
 
 def _write(out_dir: str, meta: dict, results: list[dict], merge: bool = False) -> None:

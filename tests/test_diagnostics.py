@@ -15,17 +15,6 @@ Y8 = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SIGMA8 = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
 
 
-@pytest.fixture(scope="module")
-def conjugate():
-    """y_i ~ N(mu, 2), mu ~ N(1, 3): posterior and marginal likelihood in closed form."""
-    y = np.random.default_rng(0).normal(0.7, 2.0, size=40)
-    with jv.Model() as m:
-        mu = jv.Normal("mu", 1.0, 3.0)
-        jv.Normal("y", mu, 2.0, observed=y)
-    prec = 1 / 9 + len(y) / 4
-    mean = (1 / 9 + y.sum() / 4) / prec
-    log_z = stats.multivariate_normal(np.ones(len(y)), 4 * np.eye(len(y)) + 9).logpdf(y)
-    return m, mean, prec**-0.5, log_z
 
 
 @pytest.fixture(scope="module")

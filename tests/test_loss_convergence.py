@@ -35,18 +35,10 @@ def test_plateau_test_is_calibrated_under_autocorrelated_noise():
     assert not bool(loss_plateau(np.full(500, 10.0), np.full(500, 9.0) + rng.normal(0, 5, 500), tolerance=1e-3))
 
 
-@pytest.fixture(scope="module")
-def conjugate():
-    y = np.random.default_rng(0).normal(0.7, 2.0, size=40)
-    with jv.Model() as m:
-        mu = jv.Normal("mu", 1.0, 3.0)
-        jv.Normal("y", mu, 2.0, observed=y)
-    prec = 1 / 9 + len(y) / 4
-    return m, (1 / 9 + y.sum() / 4) / prec, prec**-0.5
 
 
 def test_callback_and_in_loop_rule_stop_at_the_same_step_near_the_posterior(conjugate):
-    m, mean, sd = conjugate
+    m, mean, sd, _ = conjugate
     kw = dict(model=m, random_seed=1, progressbar=False, obj_optimizer=jv.adam(learning_rate=0.01))
     host = jv.fit(50_000, callbacks=[jv.callbacks.CheckLossConvergence(every=100, window=500)], **kw)
     loop = jv.fit(50_000, stop_on_convergence={"every": 100, "window": 500}, **kw)

@@ -10,19 +10,6 @@ import jaxvi as jv
 from jaxvi.pathfinder import BFGSNormalFamily, bfgs_normal_params, diagonal_update
 
 
-@pytest.fixture(scope="module")
-def regression():
-    """Linear regression with known noise: a correlated 2-D Gaussian posterior in closed form."""
-    rng = np.random.default_rng(1)
-    x = rng.normal(2.0, 1.0, size=30)
-    y = 0.5 + 1.5 * x + rng.normal(0, 1.0, size=30)
-    with jv.Model() as m:
-        a = jv.Normal("a", 0, 10)
-        b = jv.Normal("b", 0, 10)
-        jv.Normal("y", a + b * x, 1.0, observed=y)
-    X = np.column_stack([np.ones_like(x), x])
-    cov = np.linalg.inv(X.T @ X + np.eye(2) / 100)
-    return m, cov @ X.T @ y, cov
 
 
 def test_bfgs_normal_matches_dense_bfgs_and_scipy(x64):

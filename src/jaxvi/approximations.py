@@ -352,8 +352,8 @@ class Empirical(Approximation):
             center = self._start_flat(start)
             key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 1)
             if self._init == "importance" and self._jitter > 0:
-                particles, ess, used = jax.jit(importance_resampled_start, static_argnums=(1, 5))(
-                    key, self.cm.logp, self.cm.data, center, self._jitter, int(self._size))
+                particles, ess, used = _importance_start(key, self.cm.logp, self.cm.data, center, self._jitter,
+                                                         int(self._size))
                 self.init_ess = float(ess) if bool(used) else None
             else:
                 noise = jax.random.normal(key, (int(self._size), self.cm.size), self.cm.dtype)
@@ -371,6 +371,10 @@ class Empirical(Approximation):
 
     def _init_kwargs(self):
         return {"size": self.size, "jitter": 0.0}
+
+
+# one compiled start per (model, number of particles): a second SVGD on the same model reuses it
+_importance_start = jax.jit(importance_resampled_start, static_argnums=(1, 5))
 
 
 def flat_draws(cm: CompiledModel, trace) -> jnp.ndarray:
