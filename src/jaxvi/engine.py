@@ -132,7 +132,7 @@ def _average(losses: np.ndarray) -> float:
 def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: int,
         callbacks: list[tuple[int, Callable]] = (), progressbar: bool = True, step_offset: int = 0,
         history: np.ndarray | None = None, desc: str = "Fitting", feed=None) -> RunResult:
-    """Run ``n`` steps; ``callbacks`` are ``(every, fn(params, opt_state, losses_so_far, i))`` pairs.
+    """Run ``n`` steps; ``callbacks`` are ``(every, fn(params, opt_state, losses_so_far, i, key))`` pairs.
 
     ``feed`` streams data: before each chunk ``feed.take(m) -> (fed, m')`` gives the next
     (prefetched) block and how many steps it serves; the runner gets ``(batch, fed)`` for
@@ -195,7 +195,7 @@ def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: 
             i = step_offset + done - 1
             due = [fn for every, fn in callbacks if i % every == 0]
             for fn in due:
-                fn(params, opt_state, all_losses[:h + done], i)
+                fn(params, opt_state, all_losses[:h + done], i, key)
             if interrupted:
                 raise KeyboardInterrupt
     except StopIteration as stop:

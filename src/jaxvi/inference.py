@@ -7,6 +7,8 @@ exactly where ``fit`` stopped, without recompiling.
 
 from __future__ import annotations
 
+import json
+import os
 import functools
 
 import jax
@@ -91,7 +93,8 @@ class Inference:
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, n: int = 10000, score=None, callbacks=None, progressbar: bool = True, obj_optimizer=None,
             total_grad_norm_constraint=None, obj_n_mc: int | None = None, devices=None, mesh=None,
-            stop_on_convergence=False, **kwargs) -> Approximation:
+            stop_on_convergence=False, checkpoint=None, checkpoint_every: int = 1000, resume: bool = False,
+            **kwargs) -> Approximation:
         """Run ``n`` optimisation steps and return the approximation (also ``self.approx``).
 
         ``stop_on_convergence=True`` (or a dict of ``jv.callbacks.PlateauRule`` options: ``every``,
@@ -100,6 +103,11 @@ class Inference:
 
         ``devices=jax.devices()`` (or a ``mesh=`` with one axis named ``"data"``) fits data-parallel:
         the data are split along their rows over the devices and the gradients summed by XLA.
+
+        ``checkpoint="fit.ckpt.npz"`` writes the parameters, optimizer state, PRNG key, step count and
+        history every ``checkpoint_every`` steps and at the end (write-then-rename: a crash mid-write
+        leaves the previous checkpoint intact).  ``resume=True`` with the same call continues from the
+        checkpoint to the same numbers as an uninterrupted fit of ``n`` steps.
         """
         for k in kwargs:
             if k not in ("tf_n_mc", "fn_kwargs", "more_updates", "more_obj_params", "more_tf_params",
@@ -123,7 +131,51 @@ class Inference:
             raise TypeError(f"stop_on_convergence must be True, False or a dict of PlateauRule options, "
                             f"got {stop_on_convergence!r}")
         self._prepare(optimizer, n_mc, total_grad_norm_constraint)  # a fresh optimizer state, as in PyMC
+        self._checkpoint = _check_checkpoint(checkpoint, checkpoint_every, resume)
+        if resume and checkpoint is not None and os.path.exists(os.fspath(checkpoint)):
+            n = max(n - self._restore(os.fspath(checkpoint)), 0)
         return self._run(n, callbacks, progressbar)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _state_arrays(self, params, opt_state, key, hist, steps) -> dict:
+        leaves = jax.tree_util.tree_leaves((params, opt_state))
+        arrays = {f"leaf:{i}": np.asarray(x) for i, x in enumerate(leaves)}
+        arrays.update(key=np.asarray(key), hist=np.asarray(hist), steps=np.asarray(steps),
+                      meta=np.frombuffer(json.dumps({"method": type(self).__name__, "family": self.approx.family.name,
+                                                     "value_names": self.approx.cm.value_names}).encode(), np.uint8))
+        return arrays
+
+    def _write_checkpoint(self, params, opt_state, key, hist, steps):
+        path = self._checkpoint[0]
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, **self._state_arrays(params, opt_state, key, hist, steps))
+        os.replace(tmp, path)  # atomic: a crash mid-write leaves the previous checkpoint intact
+
+    def _restore(self, path) -> int:
+        """Load a checkpoint into this inference; returns the number of steps it had done."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: np.asarray(f[k]) for k in f.files}
+            meta = json.loads(arrays["meta"].tobytes().decode())
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise ValueError(f"resume: cannot read the checkpoint {path!r} ({type(exc).__name__}: {exc}); delete it "
+                             "or pass resume=False to start afresh") from None
+        if meta.get("value_names") != self.approx.cm.value_names or meta.get("method") != type(self).__name__:
+            raise ValueError(f"resume: the checkpoint {path!r} is from a {meta.get('method')} fit of variables "
+                             f"{meta.get('value_names')}, not this {type(self).__name__} fit of "
+                             f"{self.approx.cm.value_names}; use another checkpoint path")
+        template = jax.tree_util.tree_leaves((self.approx.vparams, self._opt_state))
+        saved = [arrays.get(f"leaf:{i}") for i in range(len(template))]
+        if any(s is None or np.shape(s) != np.shape(t) for s, t in zip(saved, template)) or f"leaf:{len(template)}" in arrays:
+            raise ValueError(f"resume: the checkpoint {path!r} does not match this fit's optimizer or approximation; "
+                             "resume with the same method, optimizer and options")
+        treedef = jax.tree_util.tree_structure((self.approx.vparams, self._opt_state))
+        self.approx.vparams, self._opt_state = jax.tree_util.tree_unflatten(
+            treedef, [jnp.asarray(s, dtype=jnp.asarray(t).dtype) for s, t in zip(saved, template)])
+        self._key = jnp.asarray(arrays["key"])
+        self.approx.hist = arrays["hist"]
+        self._steps = int(arrays["steps"])
+        return self._steps
 
     def refine(self, n: int, progressbar: bool = True, callbacks=None) -> Approximation:
         """Continue the last fit for ``n`` more steps (same optimizer and its state)."""
@@ -134,6 +186,12 @@ class Inference:
     def _run(self, n, callbacks, progressbar):
         approx = self.approx
         cbs = _wrap_callbacks(approx, callbacks)
+        checkpoint = getattr(self, "_checkpoint", None)
+        if checkpoint is not None:
+            def save(params, opt_state, hist, i, key):
+                self._write_checkpoint(params, opt_state, key, hist, i + 1)
+
+            cbs.append((checkpoint[1], save))
         feeding = self._feeding or Feeding(approx.cm)
         if self._feed is None:
             self._feed = feeding.feed(self._key)
@@ -147,10 +205,27 @@ class Inference:
         approx.vparams, self._opt_state, self._key = feeding.local((result.params, result.opt_state, result.key))
         approx.hist = np.concatenate([approx.hist, result.losses])
         self._steps += len(result.losses)
+        if checkpoint is not None and result.status != "nonfinite":
+            self._write_checkpoint(approx.vparams, self._opt_state, self._key, approx.hist, self._steps)
         if result.status == "nonfinite":
             raise FloatingPointError(_nonfinite_message(approx, result, self._steps))
         diagnostics.record_khat(approx, self.khat_draws)  # approx.khat; warns when > 0.7
         return approx
+
+
+def _check_checkpoint(checkpoint, every, resume):
+    if checkpoint is None:
+        if resume:
+            raise ValueError("resume=True needs the checkpoint=... path of the fit to resume")
+        return None
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path, got {checkpoint!r}")
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise ValueError(f"checkpoint_every must be a positive number of steps, got {every!r}")
+    folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"checkpoint: the folder {folder!r} does not exist; create it first")
+    return os.fspath(checkpoint), int(every)
 
 
 def _check_n(n):
@@ -172,7 +247,7 @@ def _wrap_callbacks(approx, callbacks):
             raise TypeError(f"callbacks must be callables cb(approx, hist, i), got {cb!r}")
         every = int(getattr(cb, "every", 1) or 1)
 
-        def call(params, opt_state, hist, i, cb=cb):
+        def call(params, opt_state, hist, i, key=None, cb=cb):
             approx.vparams = params
             try:
                 cb(approx, hist, i)
@@ -368,4 +443,3 @@ def fit(n: int = 10000, method="advi", model: Model | None = None, random_seed=N
     return inference.fit(n, **kwargs)
 
 
-del jax, jnp
