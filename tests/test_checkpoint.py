@@ -67,3 +67,42 @@ def test_checkpoint_bad_inputs(tmp_path, conjugate):
     jv.fit(10, method="fullrank_advi", model=m, checkpoint=other, progressbar=False)
     with pytest.raises(ValueError, match="is from a FullRankADVI fit"):
         jv.fit(10, model=m, checkpoint=other, resume=True, progressbar=False)
+
+
+KILLED_FIT = r"""
+import os, signal, sys
+import numpy as np
+import jaxvi as jv
+
+y = np.random.default_rng(0).normal(0.7, 2.0, size=40)
+with jv.Model() as m:
+    mu = jv.Normal("mu", 1.0, 3.0)
+    jv.Normal("y", mu, 2.0, observed=y)
+
+def kill(approx, hist, i):
+    if i == 1234:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no final checkpoint
+
+jv.fit(2000, model=m, random_seed=5, progressbar=False, obj_optimizer=jv.adam(learning_rate=0.01),
+       checkpoint=sys.argv[1], checkpoint_every=100, callbacks=[kill])
+"""
+
+
+def test_resume_after_sigkill_mid_fit(tmp_path, conjugate):
+    import signal
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "killed.ckpt.npz")
+    script = tmp_path / "killed_fit.py"
+    script.write_text(KILLED_FIT)
+    proc = subprocess.run([sys.executable, str(script), path], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    with np.load(path) as f:
+        assert int(f["steps"]) == 1201  # the last checkpoint before the kill (step index 1200)
+    kw = dict(model=conjugate[0], random_seed=5, progressbar=False, obj_optimizer=jv.adam(learning_rate=0.01))
+    resumed = jv.fit(2000, checkpoint=path, resume=True, **kw)
+    full = jv.fit(2000, **kw)
+    np.testing.assert_array_equal(resumed.hist, full.hist)
+    for a, b in zip(resumed.params, full.params):
+        np.testing.assert_array_equal(a, b)
