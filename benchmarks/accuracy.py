@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -154,19 +153,9 @@ r within 0.97-1.03 are indistinguishable from exact."""
 
 # -- environment ------------------------------------------------------------------------------------------
 def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        nproc = subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        nproc = str(os.cpu_count())
+    from run import machine_info as base_info  # the benchmark harness's machine description
+
+    info = base_info()
     versions = {}
     for pkg in ("jaxvi", "jax", "jaxlib", "numpyro", "optax", "arviz", "numpy"):
         try:
@@ -178,8 +167,7 @@ def machine_info() -> dict:
                                 cwd=HERE, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "n/a"
-    return {"cpu": cpu, "nproc": nproc, "platform": platform.platform(), "python": platform.python_version(),
-            "versions": versions, "git_commit": commit}
+    return {**info, "versions": versions, "git_commit": commit}
 
 
 def settings_for(method: str) -> dict:
