@@ -97,24 +97,23 @@ KERNELS = {"rbf": rbf}
 ESTIMATORS = {"svgd": stein_direction, "stein": stein_direction}
 
 
-def get_kernel(kernel):
-    if callable(kernel):
-        return kernel
+def _lookup(table: dict, value, what: str, signature: str):
+    """A callable as given, or the named entry of ``table`` (an error lists the valid names)."""
+    if callable(value):
+        return value
     try:
-        return KERNELS[str(kernel).lower()]
+        return table[str(value).lower()]
     except KeyError:
-        raise ValueError(f"unknown kernel {kernel!r}; valid kernels: {', '.join(KERNELS)} "
-                         "or a function x[n, d] -> (K[n, n], dK[n, d], bandwidth)") from None
+        raise ValueError(f"unknown {what} {value!r}; valid {what}s: {', '.join(table)} "
+                         f"or a function {signature}") from None
+
+
+def get_kernel(kernel):
+    return _lookup(KERNELS, kernel, "kernel", "x[n, d] -> (K[n, n], dK[n, d], bandwidth)")
 
 
 def get_estimator(estimator):
-    if callable(estimator):
-        return estimator
-    try:
-        return ESTIMATORS[str(estimator).lower()]
-    except KeyError:
-        raise ValueError(f"unknown estimator {estimator!r}; valid estimators: {', '.join(ESTIMATORS)} "
-                         "or a function (x, score, kernel, temperature) -> phi") from None
+    return _lookup(ESTIMATORS, estimator, "estimator", "(x, score, kernel, temperature) -> phi")
 
 
 def implicit_objective(family, logp: Callable, n_draws: int, estimator: Callable = stein_direction,
