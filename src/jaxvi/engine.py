@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["make_step", "make_runner", "run", "RunResult", "logger"]
+__all__ = ["make_step", "make_runner", "step_key", "run", "RunResult", "logger"]
 
 logger = logging.getLogger("jaxvi")
 if not logger.handlers:
@@ -42,7 +42,7 @@ CHUNK_SECONDS = 0.25  # the host looks in (progress, Ctrl-C) about this often
 
 
 def make_step(objective: Callable, optimizer: optax.GradientTransformation) -> Callable:
-    """``step(params, opt_state, key, batch) -> (params, opt_state, loss)``."""
+    """``step(params, opt_state, rand, batch) -> (params, opt_state, loss)`` for ``objective(params, rand, batch)``."""
     grad_fn = jax.value_and_grad(objective)
 
     def step(params, opt_state, key, batch):
@@ -58,9 +58,25 @@ def _all_finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
 
 
+#: Most noise elements pre-drawn at once for a block of steps (4 MB in float32).
+NOISE_BLOCK_ELEMENTS = 1 << 20
+
+
+def step_key(key, t):
+    """The PRNG key of global step ``t`` of a fit with key ``key``: the same however the steps are chunked."""
+    return jax.random.fold_in(key, t)
+
+
 def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, loss_dtype=None,
-                per_step: Callable | None = None, stop: Callable | None = None) -> Callable:
-    """A jitted ``run_chunk(params, opt_state, key, m, batch)`` running ``m <= chunk_size`` steps.
+                per_step: Callable | None = None, stop: Callable | None = None,
+                draw: Callable | None = None) -> Callable:
+    """A jitted ``run_chunk(params, opt_state, key, t0, m, batch)`` running ``m <= chunk_size`` steps.
+
+    Step ``t0 + i`` gets its randomness from ``step_key(key, t0 + i)``, so a fit gives the same
+    numbers however the host splits it into chunks (and after a resume).  ``step`` is
+    ``step(params, opt_state, rand, batch)`` where ``rand`` is that key, or, with ``draw``, the
+    noise ``draw(params, key)``: the noise of a block of steps is then drawn in one vectorised call
+    before the block runs (much cheaper on CPU than one small PRNG call per step).
 
     With ``per_step``, step ``i`` of the chunk sees ``per_step(batch, i)`` instead of ``batch``
     (streamed data: ``batch`` holds a stacked block of per-step batches).
@@ -73,29 +89,58 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
     """
     loss_dtype = loss_dtype or jax.dtypes.canonicalize_dtype(np.float64)
 
-    def run_chunk(params, opt_state, key, m, batch):
+    def run_chunk(params, opt_state, key, t0, m, batch):
+        if draw is None:
+            def noise_init():
+                return ()
+
+            def noise_at(i, state):
+                return step_key(key, t0 + i), state
+        else:
+            example = jax.eval_shape(draw, params, step_key(key, 0))
+            size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(example))
+            block = int(max(1, min(chunk_size, NOISE_BLOCK_ELEMENTS // max(size, 1))))
+
+            def noise_init():  # (noise of steps base .. base + block, base, next step needing a refill)
+                buf = jax.tree_util.tree_map(lambda x: jnp.zeros((block,) + x.shape, x.dtype), example)
+                return buf, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
+
+            def refill(i, state):
+                def whole_block(_):
+                    steps = i + jnp.arange(block, dtype=i.dtype)
+                    return jax.vmap(lambda j: draw(params, step_key(key, t0 + j)))(steps), i, i + block
+
+                def one_step(state):  # fewer than ``block`` steps left: no noise drawn in vain
+                    one = draw(params, step_key(key, t0 + i))
+                    return jax.tree_util.tree_map(lambda b, x: b.at[0].set(x), state[0], one), i, i + 1
+
+                return jax.lax.cond(m - i >= block, whole_block, one_step, state)
+
+            def noise_at(i, state):
+                state = jax.lax.cond(i >= state[2], lambda s: refill(i, s), lambda s: s, state)
+                return jax.tree_util.tree_map(lambda b: b[i - state[1]], state[0]), state
+
         def cond(carry):
-            i, _, opt_state, _, _, ok, _ = carry
+            i, _, opt_state, _, ok, _, _ = carry
             return (i < m) & ok & (True if stop is None else ~stop(opt_state))
 
         def body(carry):
-            i, params, opt_state, key, losses, _, bad = carry
-            next_key, sub = jax.random.split(key)
-            new_params, new_opt, loss = step(params, opt_state, sub,
+            i, params, opt_state, losses, _, bad, noise = carry
+            rand, noise = noise_at(i, noise)
+            new_params, new_opt, loss = step(params, opt_state, rand,
                                              batch if per_step is None else per_step(batch, i))
             ok = jnp.isfinite(loss) & _all_finite(new_params)
             pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
             params = jax.tree_util.tree_map(pick, new_params, params)
             opt_state = jax.tree_util.tree_map(pick, new_opt, opt_state)
-            key = jax.tree_util.tree_map(pick, next_key, key)
             losses = losses.at[i].set(loss.astype(losses.dtype))
             bad = jnp.where(ok, bad, ~coordinate_finite(new_params))
-            return i + ok.astype(i.dtype), params, opt_state, key, losses, ok, bad
+            return i + ok.astype(i.dtype), params, opt_state, losses, ok, bad, noise
 
         bad0 = jnp.zeros_like(coordinate_finite(params))
         losses0 = jnp.full((chunk_size,), jnp.nan, loss_dtype)
-        carry = (jnp.zeros((), jnp.int32), params, opt_state, key, losses0, jnp.asarray(True), bad0)
-        done, params, opt_state, key, losses, ok, bad = jax.lax.while_loop(cond, body, carry)
+        carry = (jnp.zeros((), jnp.int32), params, opt_state, losses0, jnp.asarray(True), bad0, noise_init())
+        done, params, opt_state, losses, ok, bad, _ = jax.lax.while_loop(cond, body, carry)
         return params, opt_state, key, losses, done, ok, bad
 
     return jax.jit(run_chunk)
@@ -168,10 +213,10 @@ def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: 
             m = min(boundary - done, budget)
             tc = time.perf_counter()
             if feed is None:
-                out = runner(params, opt_state, key, np.int32(m), batch)
+                out = runner(params, opt_state, key, np.int32(step_offset + done), np.int32(m), batch)
             else:
                 fed, m = feed.take(m)
-                out = runner(params, opt_state, key, np.int32(m), (batch, fed))
+                out = runner(params, opt_state, key, np.int32(step_offset + done), np.int32(m), (batch, fed))
             k = int(out[4])
             if feed is not None:
                 feed.commit(k)

@@ -6,6 +6,10 @@ A family is a stateless object whose methods are pure functions of a params pytr
   (the family's own default when None);
 * ``sample(params, key, n) -> z[n, d]`` (reparameterised, differentiable in params);
 * ``log_prob(params, z) -> logq[...]`` and ``sample_and_log_prob(params, key, n)``;
+* for the reparameterised Gaussian-based families, ``noise_dim(params) -> k`` and
+  ``transform(params, eps[n, k]) -> (z, logq)`` with ``eps`` standard normal:
+  ``sample_and_log_prob(params, key, n) == transform(params, normal(key, (n, k)))``, so the
+  engine can draw the noise of many steps in one vectorised call;
 * ``mean(params)``, ``std(params)``, ``cov(params)`` on the flat unconstrained space;
 * ``coordinate_finite(params) -> bool[d]``: which coordinates still have finite parameters
   (used to name the variable whose parameters went bad).
@@ -52,10 +56,18 @@ class MeanFieldFamily:
     def cov(cls, params):
         return jnp.diag(cls.std(params) ** 2)
 
+    @staticmethod
+    def noise_dim(params):
+        return params["mu"].shape[-1]
+
+    @classmethod
+    def transform(cls, params, eps):
+        std = cls.std(params)
+        return params["mu"] + std * eps, -0.5 * jnp.sum(eps**2 + _LOG_2PI, axis=-1) - jnp.sum(jnp.log(std))
+
     @classmethod
     def sample(cls, params, key, n):
-        eps = jax.random.normal(key, (n,) + params["mu"].shape, params["mu"].dtype)
-        return params["mu"] + cls.std(params) * eps
+        return cls.sample_and_log_prob(params, key, n)[0]
 
     @classmethod
     def log_prob(cls, params, z):
@@ -65,8 +77,7 @@ class MeanFieldFamily:
 
     @classmethod
     def sample_and_log_prob(cls, params, key, n):
-        z = cls.sample(params, key, n)
-        return z, cls.log_prob(params, z)
+        return cls.transform(params, _standard_normal(params, key, n, cls.noise_dim(params)))
 
     @classmethod
     def entropy(cls, params):
@@ -76,6 +87,11 @@ class MeanFieldFamily:
     @staticmethod
     def coordinate_finite(params):
         return jnp.isfinite(params["mu"]) & jnp.isfinite(params["rho"])
+
+
+def _standard_normal(params, key, n, k):
+    """``n`` standard-normal noise vectors of length ``k`` in the dtype of ``params["mu"]``."""
+    return jax.random.normal(key, (n, k), params["mu"].dtype)
 
 
 def _tril_size(d: int) -> int:
@@ -124,10 +140,19 @@ class FullRankFamily:
     def std(cls, params):
         return jnp.sqrt(jnp.sum(cls.L(params) ** 2, axis=-1))
 
+    @staticmethod
+    def noise_dim(params):
+        return params["mu"].shape[-1]
+
+    @classmethod
+    def transform(cls, params, eps):
+        L = cls.L(params)
+        logq = -0.5 * jnp.sum(eps**2 + _LOG_2PI, axis=-1) - jnp.sum(jnp.log(jnp.diagonal(L)))
+        return params["mu"] + eps @ L.T, logq
+
     @classmethod
     def sample(cls, params, key, n):
-        eps = jax.random.normal(key, (n,) + params["mu"].shape, params["mu"].dtype)
-        return params["mu"] + eps @ cls.L(params).T
+        return cls.sample_and_log_prob(params, key, n)[0]
 
     @classmethod
     def log_prob(cls, params, z):
@@ -137,11 +162,7 @@ class FullRankFamily:
 
     @classmethod
     def sample_and_log_prob(cls, params, key, n):
-        L = cls.L(params)
-        eps = jax.random.normal(key, (n,) + params["mu"].shape, params["mu"].dtype)
-        z = params["mu"] + eps @ L.T
-        logq = -0.5 * jnp.sum(eps**2 + _LOG_2PI, axis=-1) - jnp.sum(jnp.log(jnp.diagonal(L)))
-        return z, logq
+        return cls.transform(params, _standard_normal(params, key, n, cls.noise_dim(params)))
 
     @classmethod
     def entropy(cls, params):
@@ -215,11 +236,24 @@ class LowRankFamily:
         w = params["W"]
         return jnp.diag(cls.diag_std(params) ** 2) + w @ w.T
 
+    @staticmethod
+    def noise_dim(params):
+        d, k = params["W"].shape
+        return d + k
+
+    @classmethod
+    def _push(cls, params, eps):
+        d = params["W"].shape[0]
+        return params["mu"] + cls.diag_std(params) * eps[..., :d] + eps[..., d:] @ params["W"].T
+
+    @classmethod
+    def transform(cls, params, eps):
+        z = cls._push(params, eps)
+        return z, cls.log_prob(params, z)
+
     @classmethod
     def sample(cls, params, key, n):
-        d, k = params["W"].shape
-        eps = jax.random.normal(key, (n, d + k), params["mu"].dtype)
-        return params["mu"] + cls.diag_std(params) * eps[:, :d] + eps[:, d:] @ params["W"].T
+        return cls._push(params, _standard_normal(params, key, n, cls.noise_dim(params)))
 
     @classmethod
     def _capacitance_chol(cls, params):
@@ -240,8 +274,7 @@ class LowRankFamily:
 
     @classmethod
     def sample_and_log_prob(cls, params, key, n):
-        z = cls.sample(params, key, n)
-        return z, cls.log_prob(params, z)
+        return cls.transform(params, _standard_normal(params, key, n, cls.noise_dim(params)))
 
     @classmethod
     def entropy(cls, params):
@@ -313,6 +346,22 @@ class GroupedFamily:
         self.size = int(sum(len(i) for i in self.indices))
         self.has_density = all(getattr(f, "has_density", True) for f in self.families)
         self.name = "+".join(f.name for f in self.families)
+        if not all(callable(getattr(f, "transform", None)) for f in self.families):
+            self.noise_dim = self.transform = None  # a part without noise (particles): key-driven sampling only
+
+    def _noise_splits(self, params):
+        return np.cumsum([f.noise_dim(p) for f, p in zip(self.families, params["groups"])])[:-1]
+
+    def noise_dim(self, params):
+        return int(sum(f.noise_dim(p) for f, p in zip(self.families, params["groups"])))
+
+    def transform(self, params, eps):
+        zs, logq = [], 0.0
+        for f, p, e in zip(self.families, params["groups"], jnp.split(eps, self._noise_splits(params), axis=-1)):
+            z, lq = f.transform(p, e)
+            zs.append(z)
+            logq = logq + lq
+        return self._scatter(zs, eps.shape[:-1]), logq
 
     def init(self, mean, sigma=None):
         return {"groups": [f.init(mean[..., i], None if sigma is None else jnp.asarray(sigma)[..., i])

@@ -288,11 +288,16 @@ class FlowFamily:
     def _dim(self, params):
         return params["layers"][self._loc]["b"].shape[-1]
 
-    def sample_and_log_prob(self, params, key, n):
-        loc = params["layers"][self._loc]["b"]
-        eps = jax.random.normal(key, (n, loc.shape[-1]), loc.dtype)
+    def noise_dim(self, params):
+        return self._dim(params)
+
+    def transform(self, params, eps):
         z, logdet = self._push(params, eps)
         return z, self._base_log_prob(eps) - logdet
+
+    def sample_and_log_prob(self, params, key, n):
+        loc = params["layers"][self._loc]["b"]
+        return self.transform(params, jax.random.normal(key, (n, loc.shape[-1]), loc.dtype))
 
     def sample(self, params, key, n):
         return self.sample_and_log_prob(params, key, n)[0]

@@ -79,10 +79,12 @@ class Inference:
         rule = self._stop_rule  # fit(stop_on_convergence=...): a PlateauRule whose state rides in opt_state
         config = (*self._config(), id(optimizer), n_mc, clip, feeding.config, rule and rule.config)
         if config not in cache:
-            step = engine.make_step(feeding.objective(self._objective(n_mc)), tx)
+            objective = feeding.objective(self._objective(n_mc))
+            draw = getattr(objective, "draw", None)  # pre-drawn noise: objective.given(params, noise, batch)
+            step = engine.make_step(objective if draw is None else objective.given, tx)
             runner = engine.make_runner(step if rule is None else rule.wrap(step), DEFAULT_CHUNK,
                                         self.approx.family.coordinate_finite, per_step=feeding.per_step,
-                                        stop=None if rule is None else rule.stop)
+                                        stop=None if rule is None else rule.stop, draw=draw)
             cache[config] = (runner, optimizer)  # keeps the optimizer alive so its id stays unique
         self._runner = cache[config][0]
         self._opt_state = tx.init(self.approx.vparams)
