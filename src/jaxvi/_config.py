@@ -1,11 +1,71 @@
-"""Precision settings.  jaxvi never changes JAX's global configuration on import."""
+"""Precision and compilation-cache settings.  jaxvi never changes JAX's global configuration on import."""
 
 from __future__ import annotations
+
+import os
 
 import jax
 import numpy as np
 
-__all__ = ["enable_x64", "floatX", "prng_key"]
+__all__ = ["enable_x64", "floatX", "prng_key", "enable_compilation_cache", "disable_compilation_cache",
+           "compilation_cache_dir"]
+
+#: Environment variable: "0"/"off"/"false" turns the default persistent compilation cache off; a path moves it.
+CACHE_ENV = "JAXVI_COMPILATION_CACHE"
+#: Compiles faster than this are not written to the persistent cache (JAX's default is 1 s).
+CACHE_MIN_COMPILE_SECONDS = 0.1
+_cache_state = {"decided": False}
+
+
+def default_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/jaxvi/jax-<version>`` (``~/.cache/jaxvi/...`` by default)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "jaxvi", f"jax-{jax.__version__}")
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> str:
+    """Keep compiled programs on disk (JAX's persistent compilation cache) so a new process reuses them.
+
+    jaxvi turns this on by itself before its first compilation, in :func:`default_cache_dir`,
+    unless JAX's cache was already configured, the environment variable ``JAXVI_COMPILATION_CACHE``
+    is ``0`` (or names another folder), or :func:`disable_compilation_cache` was called first.
+    Returns the folder.  The cache is trusted code: keep it in a folder only you can write to.
+    """
+    path = os.fspath(path) if path is not None else default_cache_dir()
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0:  # JAX's default: ours caches more
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
+    _cache_state.update(decided=True, path=path)
+    return path
+
+
+def disable_compilation_cache() -> None:
+    """Do not use (or stop using) the persistent compilation cache jaxvi sets up."""
+    if _cache_state.get("decided") and jax.config.jax_compilation_cache_dir == _cache_state.get("path"):
+        jax.config.update("jax_compilation_cache_dir", None)
+    _cache_state.update(decided=True, path=None)
+
+
+def compilation_cache_dir() -> str | None:
+    """The folder of JAX's persistent compilation cache in use (None when off)."""
+    return jax.config.jax_compilation_cache_dir
+
+
+def use_default_compilation_cache() -> None:
+    """Called before jaxvi's first compilation: the default persistent cache, unless opted out."""
+    if _cache_state["decided"]:
+        return
+    _cache_state["decided"] = True
+    if jax.config.jax_compilation_cache_dir:  # the user configured JAX's cache: theirs wins
+        return
+    setting = os.environ.get(CACHE_ENV, "").strip()
+    if setting.lower() in ("0", "off", "false", "no", "none"):
+        return
+    try:
+        _cache_state["path"] = enable_compilation_cache(setting or None)
+    except OSError:  # e.g. a read-only home: compile as usual
+        _cache_state["path"] = None
 
 
 def enable_x64(enable: bool = True) -> None:

@@ -13,12 +13,15 @@ stop on KeyboardInterrupt or StopIteration.  Nothing here knows about models or 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import signal
 import sys
 import threading
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["make_step", "make_runner", "step_key", "run", "RunResult", "logger"]
+__all__ = ["make_step", "make_runner", "step_key", "structural_key", "compilations", "run", "RunResult", "logger"]
 
 logger = logging.getLogger("jaxvi")
 if not logger.handlers:
@@ -56,6 +59,68 @@ def make_step(objective: Callable, optimizer: optax.GradientTransformation) -> C
 def _all_finite(tree):
     leaves = jax.tree_util.tree_leaves(tree)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
+
+
+@contextlib.contextmanager
+def compilations():
+    """Record the JAX functions lowered for compilation inside the ``with`` block.
+
+    ``with jv.engine.compilations() as names: ...`` leaves in ``names`` one entry (the function's
+    name) per jit lowering, whether XLA then compiles it or loads it from the persistent cache.
+    A second fit of the same model and method should add none.
+    """
+    names: list[str] = []
+
+    def listener(event, duration, **kwargs):
+        if event == _LOWERING_EVENT:
+            names.append(str(kwargs.get("fun_name", "?")))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+_LOWERING_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
+
+
+def structural_key(obj, _depth: int = 0):
+    """A hashable key equal for equally configured functions (e.g. two ``jv.adam(learning_rate=0.01)``).
+
+    Functions are keyed by their code, defaults and the (recursive) keys of the values they close
+    over; numbers, strings and small arrays by value; containers by their items; anything else by
+    identity (the caller keeps such objects alive, so identities stay unique).  Used to share a
+    compiled runner between fits whose optimizers are separate but identical objects.
+    """
+    if _depth > 24:
+        return ("id", id(obj))
+    key = functools.partial(structural_key, _depth=_depth + 1)
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
+        return (type(obj).__name__, obj)
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)) and not isinstance(obj, jax.core.Tracer):
+        if np.size(obj) <= 256:
+            arr = np.asarray(obj)
+            return ("array", arr.dtype.str, arr.shape, arr.tobytes())
+        return ("id", id(obj))
+    if isinstance(obj, (tuple, list)):
+        return (type(obj).__name__, tuple(key(x) for x in obj))
+    if isinstance(obj, dict):
+        return ("dict", tuple(sorted((repr(k), key(v)) for k, v in obj.items())))
+    if isinstance(obj, functools.partial):
+        return ("partial", key(obj.func), key(obj.args), key(obj.keywords))
+    if isinstance(obj, types.FunctionType):
+        cells = tuple(key(c.cell_contents) if _cell_filled(c) else ("empty",) for c in (obj.__closure__ or ()))
+        return ("function", obj.__code__, key(obj.__defaults__), key(obj.__kwdefaults__), cells)
+    return ("id", id(obj))
+
+
+def _cell_filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
 
 
 #: Most noise elements pre-drawn at once for a block of steps (4 MB in float32).

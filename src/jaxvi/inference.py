@@ -77,7 +77,7 @@ class Inference:
         cache = self.approx.cm.__dict__.setdefault("_runner_cache", {})
         feeding = self._feeding or Feeding(self.approx.cm)
         rule = self._stop_rule  # fit(stop_on_convergence=...): a PlateauRule whose state rides in opt_state
-        config = (*self._config(), id(optimizer), n_mc, clip, feeding.config, rule and rule.config)
+        config = (*self._config(), engine.structural_key(optimizer), n_mc, clip, feeding.config, rule and rule.config)
         if config not in cache:
             objective = feeding.objective(self._objective(n_mc))
             draw = getattr(objective, "draw", None)  # pre-drawn noise: objective.given(params, noise, batch)
@@ -85,7 +85,7 @@ class Inference:
             runner = engine.make_runner(step if rule is None else rule.wrap(step), DEFAULT_CHUNK,
                                         self.approx.family.coordinate_finite, per_step=feeding.per_step,
                                         stop=None if rule is None else rule.stop, draw=draw)
-            cache[config] = (runner, optimizer)  # keeps the optimizer alive so its id stays unique
+            cache[config] = (runner, optimizer)  # keeps the optimizer (and what its key holds by id) alive
         self._runner = cache[config][0]
         self._opt_state = tx.init(self.approx.vparams)
         if rule is not None:

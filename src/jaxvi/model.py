@@ -267,10 +267,15 @@ class Model:
     # -- evaluation helpers (delegating to the compiled model) ---------------------------------
     def compile(self):
         """The model as pure JAX functions on a flat unconstrained vector (cached)."""
+        from ._config import use_default_compilation_cache
         from .compiled import CompiledModel
 
         root = self.root
         if root._compiled is None:
+            use_default_compilation_cache()  # JAX's persistent cache in the user cache folder (opt-out)
+            from .results import preload_arviz
+
+            preload_arviz()  # needed by every result; imported while XLA compiles
             root._compiled = CompiledModel(root)
         return root._compiled
 

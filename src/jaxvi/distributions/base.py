@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import constraints
+from numpyro.distributions.distribution import validation_enabled
 
 from ..graph import Constant, Evaluator, Node, _aval, ancestors, as_node
 from ..model import (DataNode, FreeRV, MinibatchNode, Model, ObservedRV, RandomVariable, _as_dims, _checked_array,
@@ -147,6 +148,8 @@ class DistSpec:
         self.discrete = info["discrete"]
         self.suffix = info["suffix"]
         self.support_type = type(info["support"])
+        # a parameter-free support (real, positive, simplex...) can be checked on numpy data directly
+        self.fixed_support = info["support"] if isinstance(info["support"], constraints.ParameterFreeConstraint) else None
         self.dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.int64 if self.discrete else np.float64))
         if self.suffix is not None:
             def ushape():
@@ -221,8 +224,8 @@ class Distribution:
             if np.any(np.isfinite(np.asarray(value, dtype=np.float64)) & ~np.isfinite(arr)):
                 raise ValueError(f"{owner}: parameter {pname} overflows {arr.dtype} (got {value!r}); rescale the "
                                  "model or call jv.enable_x64() first")
-            try:
-                ok = np.all(np.isfinite(arr)) and bool(np.all(np.asarray(check(jnp.asarray(arr)))))
+            try:  # numpy in: most constraints then run in numpy, with no JAX dispatch to compile
+                ok = np.all(np.isfinite(arr)) and bool(np.all(np.asarray(check(arr))))
             except (TypeError, ValueError):  # e.g. a non-square matrix where a square one is needed
                 ok = False
             if not ok:
@@ -407,11 +410,14 @@ def _outside_support(spec: DistSpec, value: np.ndarray, model: Model):
     free_inputs = any(isinstance(a, RandomVariable) for a in ancestors(spec.nodes(), stop=stop))
     if free_inputs and not issubclass(spec.support_type, constraints.ParameterFreeConstraint):
         return None
-    store = model.root._data_store
-    ev = Evaluator(lambda n, _: store[n.key] if isinstance(n, DataNode) else _placeholder(n))
-    d = spec.build(ev, shape=value.shape)
-    inside = np.asarray(d.support(jnp.asarray(value, dtype=value.dtype)))
-    return int(inside.size - inside.sum()), _describe(d.support)
+    support = spec.fixed_support
+    if support is None:
+        store = model.root._data_store
+        ev = Evaluator(lambda n, _: store[n.key] if isinstance(n, DataNode) else _placeholder(n))
+        with validation_enabled(False):  # the parameters were checked already
+            support = spec.build(ev, shape=value.shape).support
+    inside = np.asarray(support(np.asarray(value)))
+    return int(inside.size - inside.sum()), _describe(support)
 
 
 def _check_observed_support(owner, spec: DistSpec, obs: Node, model: Model):
