@@ -58,6 +58,13 @@ $(PEERS)/.installed: $(PEERS)/bin/python
 bench: install $(PEERS)/.installed
 	$(BIN)/python benchmarks/run.py
 
+## fit time vs observations (1e3..1e7) and vs parameters (10..10,000), mean-field and full-rank
+## -> benchmarks/scaling.md and .json (about 9 minutes on 2 busy cores; SCALING_ARGS="--quick" for a smoke run)
+SCALING_ARGS ?=
+.PHONY: scaling
+scaling: install
+	$(BIN)/python benchmarks/scaling.py $(SCALING_ARGS)
+
 ## accuracy of the VI methods on posteriordb reference posteriors -> benchmarks/accuracy.md and .json
 ## (restartable: finished (posterior, method) pairs are cached in accuracy.json; data from
 ## $JAXVI_POSTERIORDB or ../shared/posteriordb; e.g. make accuracy ACCURACY_ARGS="--methods advi --force")

@@ -101,3 +101,20 @@ def test_persistent_compilation_cache_opt_out(tmp_path):
     off = _run({"JAXVI_COMPILATION_CACHE": "0"}, tmp_path)
     assert off["dir"] is None
     assert not (tmp_path / "cache" / "jaxvi").exists()
+
+
+def test_full_rank_unpacks_large_triangles_by_rows_to_the_same_matrix():
+    import jax.numpy as jnp
+
+    from jaxvi.families import FullRankFamily
+
+    for d in (FullRankFamily.SLICE_UNPACK_FROM - 1, FullRankFamily.SLICE_UNPACK_FROM + 50):
+        rng = np.random.default_rng(d)
+        packed = rng.normal(size=d * (d + 1) // 2).astype(np.float32)
+        expect = np.zeros((d, d), np.float32)
+        expect[np.tril_indices(d)] = packed
+        expect[np.diag_indices(d)] = np.log1p(np.exp(np.diag(expect)))  # softplus diagonal
+        got = np.asarray(FullRankFamily.L({"mu": jnp.zeros(d), "L_tril": jnp.asarray(packed)}))
+        np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-6)
+        init = FullRankFamily.init(jnp.zeros(d), jnp.full(d, 2.0))
+        np.testing.assert_allclose(np.diag(np.asarray(FullRankFamily.L(init))), 2.0, rtol=1e-5)
