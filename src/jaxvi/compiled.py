@@ -96,13 +96,25 @@ class CompiledModel:
         split over devices along the rows) each shard draws its share of the batch from its own
         rows, so the gather stays on the device that holds the rows.
         """
-        groups = [g for g in self.minibatch_groups if not g.streamed]
+        return self.gather_batch(data, self.batch_indices(key, shards), shards)
+
+    def _sampled_groups(self, shards):
+        return [(g, shards if g.n_rows % shards == 0 and g.batch_size % shards == 0 else 1)
+                for g in self.minibatch_groups if not g.streamed]
+
+    def batch_indices(self, key, shards: int = 1) -> list:
+        """This step's row indices, one ``[shards, batch_size // shards]`` array per minibatch group."""
+        groups = self._sampled_groups(shards)
+        return [jax.random.randint(_index_key(k), (s, g.batch_size // s), 0, g.n_rows // s)
+                for (g, s), k in zip(groups, jax.random.split(key, max(len(groups), 1)))]
+
+    def gather_batch(self, data, indices: list, shards: int = 1) -> dict:
+        """``data`` with each minibatch group's rows at ``indices`` (from :meth:`batch_indices`)."""
+        groups = self._sampled_groups(shards)
         if not groups:
             return data
         out = dict(data)
-        for g, k in zip(groups, jax.random.split(key, len(groups))):
-            s = shards if g.n_rows % shards == 0 and g.batch_size % shards == 0 else 1
-            idx = jax.random.randint(_index_key(k), (s, g.batch_size // s), 0, g.n_rows // s)
+        for (g, s), idx in zip(groups, indices):
             for node in g.nodes:
                 x = data[node.key]
                 if s == 1:
