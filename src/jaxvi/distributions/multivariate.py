@@ -33,6 +33,11 @@ class MvNormal(Continuous):
                                  f"factor with a positive diagonal, got {given_chol!r}")
         elif chol is not None and not lower:  # an upper factor: transpose its last two axes
             chol = chol.mT
+        elif chol is None and not isinstance(cov if cov is not None else tau, Node):
+            # a constant cov or tau: factor it once here (float64), not at every step of the fit
+            m = np.asarray(cov if cov is not None else tau, dtype=np.float64)
+            chol = np.linalg.cholesky(m if cov is not None else np.linalg.inv(m))
+            cov = tau = None
         return {"loc": mu, "covariance_matrix": cov, "precision_matrix": tau, "scale_tril": chol}
 
     @staticmethod
