@@ -97,6 +97,19 @@ def test_refine_continues_exactly_like_one_long_fit(conjugate):
     np.testing.assert_array_equal(one.approx.mean, two.approx.mean)
 
 
+def test_numbers_do_not_depend_on_how_the_host_chunks_the_fit(conjugate):
+    # a callback every 7 steps cuts the fit into 7-step chunks; step t's noise is drawn from
+    # fold_in(key, t) whatever the chunk, so the losses and the result are the same bits
+    m = conjugate[0]
+    plain = jv.fit(2000, model=m, random_seed=3, progressbar=False)
+    seen = []
+    cut = jv.fit(2000, model=m, random_seed=3, progressbar=False,
+                 callbacks=[lambda approx, hist, i: seen.append(i) if i % 7 == 0 else None])
+    assert len(seen) > 200
+    np.testing.assert_array_equal(plain.hist, cut.hist)
+    np.testing.assert_array_equal(plain.mean, cut.mean)
+
+
 def test_same_seed_same_numbers_and_small_n(conjugate):
     m = conjugate[0]
     a = jv.fit(1500, model=m, random_seed=7, progressbar=False)

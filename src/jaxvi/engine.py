@@ -170,16 +170,20 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
                 buf = jax.tree_util.tree_map(lambda x: jnp.zeros((block,) + x.shape, x.dtype), example)
                 return buf, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
 
+            # refills draw the largest of these block sizes that the steps left in the chunk still need
+            sizes = sorted({max(1, block // 4**k) for k in range(12)}, reverse=True)
+
             def refill(i, state):
-                def whole_block(_):
-                    steps = i + jnp.arange(block, dtype=i.dtype)
-                    return jax.vmap(lambda j: draw(params, step_key(key, t0 + j)))(steps), i, i + block
+                def fill(k):
+                    def go(state):
+                        steps = i + jnp.arange(k, dtype=i.dtype)
+                        noise = jax.vmap(lambda j: draw(params, step_key(key, t0 + j)))(steps)
+                        buf = jax.tree_util.tree_map(lambda b, x: b.at[:k].set(x), state[0], noise)
+                        return buf, i, i + k
+                    return go
 
-                def one_step(state):  # fewer than ``block`` steps left: no noise drawn in vain
-                    one = draw(params, step_key(key, t0 + i))
-                    return jax.tree_util.tree_map(lambda b, x: b.at[0].set(x), state[0], one), i, i + 1
-
-                return jax.lax.cond(m - i >= block, whole_block, one_step, state)
+                fits = jnp.asarray(sizes, jnp.int32) <= m - i
+                return jax.lax.switch(jnp.argmax(fits), [fill(k) for k in sizes], state)
 
             def noise_at(i, state):
                 state = jax.lax.cond(i >= state[2], lambda s: refill(i, s), lambda s: s, state)
