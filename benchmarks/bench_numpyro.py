@@ -183,3 +183,24 @@ def draw(model: Built, fitted, case: str, draws: int) -> dict:
     out = {v: a.mean(0).tolist() for v, a in flat.items()}
     out["_stats"] = cases.stats(case, flat)
     return out
+
+
+def extra(model: Built, case: str, method: str, n: int) -> dict:
+    """minibatch: seconds per SVI step of the same model on the full data (plate without subsample_size),
+    the step jitted once (``jax.jit(svi.update)``, data as an argument)."""
+    if case != "minibatch":
+        return {}
+    init = init_to_value(values={k: jnp.asarray(v, jnp.float32) for k, v in cases.INITIAL_POINT[case].items()})
+    guide = AutoNormal(model.model, init_loc_fn=init, init_scale=cases.START_SIGMA[method])
+    svi = SVI(model.model, guide, make_optimizer(OPTIMIZER), Trace_ELBO())
+    data = model.kwargs["data"]
+    state = [svi.init(jax.random.PRNGKey(0), data=data, batch_size=None)]
+    step = jax.jit(lambda st, x: svi.update(st, data=x, batch_size=None))
+
+    def fit(k):
+        for _ in range(k):
+            state[0], loss = step(state[0], data)
+        jax.block_until_ready(loss)
+
+    per_it = cases.per_iteration(fit, 2, 12)
+    return {"full_data_s_per_it": per_it, "full_data_it_per_s": 1.0 / per_it}

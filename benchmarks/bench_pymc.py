@@ -74,3 +74,17 @@ def draw(model, fitted, case: str, draws: int) -> dict:
     out = {v: a.mean(0).tolist() for v, a in flat.items()}
     out["_stats"] = cases.stats(case, flat)
     return out
+
+
+def extra(model, case: str, method: str, n: int) -> dict:
+    """minibatch: seconds per iteration of the same model on the full data (no minibatch)."""
+    if case != "minibatch":
+        return {}
+    d = cases.data(case)
+    with pm.Model():
+        mu = pm.Normal("mu", mu=0.0, sigma=1e5, shape=cases.MINIBATCH_COLS)
+        sd = pm.HalfNormal("sd", shape=cases.MINIBATCH_COLS)
+        pm.Normal("likelihood", mu, sd, observed=d["data"])
+        advi = pm.ADVI(random_seed=0)
+        per_it = cases.per_iteration(lambda k: advi.fit(k, progressbar=False), 2, 12)
+    return {"full_data_s_per_it": per_it, "full_data_it_per_s": 1.0 / per_it}

@@ -33,7 +33,9 @@ RUNS = [
 ]
 
 # Cases only some libraries run (the others: every library).
-LIBS_FOR = {"stream": ("jaxvi",), "minibatch": ("jaxvi", "pymc", "numpyro")}
+LIBS_FOR = {"stream": ("jaxvi",), "minibatch": ("jaxvi", "pymc", "numpyro", "limit")}
+# jaxvi also runs these in float64 (``jv.enable_x64()``), as extra "jaxvi (float64)" rows.
+X64_CASES = ("gaussian", "mvnormal", "logistic")
 # Per (case, method): which libraries run it, and why the others show "n/a" (overrides LIBS_FOR).
 # "numpyro_bnaf" is NumPyro's SVI with AutoBNAFNormal (the "numpyro" row is AutoIAFNormal there).
 LIBS_FOR_METHOD = {
@@ -43,6 +45,16 @@ LIBS_FOR_METHOD = {
 NOT_AVAILABLE = {
     ("nfvi", "pymc"): "n/a: PyMC 5 has no normalizing flows",
 }  # (the hand-fused limit is ADVI only: not in LIBS_FOR_METHOD, no row)
+# Per (case, library): the same, for a whole case.
+NOT_AVAILABLE_CASE = {
+    ("stream", "pymc"): "n/a: PyMC has no streaming from disk (pm.Minibatch needs the whole array in memory)",
+    ("stream", "numpyro"): "n/a: NumPyro has no streaming from disk (subsample indexes an in-memory array)",
+}
+
+
+def not_available(case: str, method: str, lib: str):
+    """Why ``lib`` has no row for (case, method), or None."""
+    return NOT_AVAILABLE.get((method, lib)) or NOT_AVAILABLE_CASE.get((case, lib))
 # Per (case, method, library) number of warm repeats (default WARM_REPEATS): PyMC's SVGD with
 # 1000 particles takes ~0.1-3 s per iteration (NumPyro's SteinVI about as long), so one warm fit only.
 WARM_REPEATS_FOR = {("mixture", "svgd", "pymc"): 1, ("mixture", "svgd", "numpyro"): 1}
@@ -160,6 +172,30 @@ DATA = {
 
 def data(case: str) -> dict:
     return DATA[case]()
+
+
+def per_iteration(fit, short: int, long: int) -> float:
+    """Seconds per iteration of ``fit(k)`` (k iterations): (time of ``long`` - time of ``short``) /
+    (long - short), after an untimed ``fit(short)`` that compiles; the fit call's fixed cost cancels."""
+    import time
+
+    fit(short)
+    t = time.perf_counter()
+    fit(short)
+    t_short = time.perf_counter() - t
+    t = time.perf_counter()
+    fit(long)
+    t_long = time.perf_counter() - t
+    return max(t_long - t_short, 1e-9) / (long - short)
+
+
+def data_bytes(case: str) -> int:
+    """Bytes of the case's data as every library receives them (numpy float64; stream: the .npy files)."""
+    if case == "minibatch":
+        return MINIBATCH_ROWS * MINIBATCH_COLS * 8
+    if case == "stream":
+        return (STREAM_ROWS * STREAM_COLS + STREAM_ROWS) * 8
+    return 0
 
 
 # PyMC's initial point (its "support point" of each prior), in constrained space.  jaxvi starts

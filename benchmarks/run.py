@@ -38,6 +38,7 @@ LIBS = {
     "numpyro": ("bench_numpyro", "peers", "NumPyro"),
     "limit": ("limit", "jaxvi", "limit (hand-fused JAX)"),
     "numpyro_bnaf": ("bench_numpyro:bnaf", "peers", "NumPyro (AutoBNAFNormal)"),
+    "jaxvi_x64": ("bench_jaxvi:x64", "jaxvi", "jaxvi (float64)"),
 }
 BASE_LIBS = ("jaxvi", "pymc", "numpyro", "limit")  # the libraries of a case unless cases.py says otherwise
 METHOD_LABEL = {"advi": "ADVI (mean-field)", "fullrank_advi": "full-rank ADVI",
@@ -120,7 +121,10 @@ def run_prime(python: str, module: str, pairs: list[tuple[str, str]], timeout: f
 
 
 def _libs_for(case: str, method: str) -> tuple:
-    return tuple(cases.libs_for(case, method, BASE_LIBS))
+    libs = tuple(cases.libs_for(case, method, BASE_LIBS))
+    if case in cases.X64_CASES and method in ("advi", "fullrank_advi"):
+        libs += ("jaxvi_x64",)
+    return libs + tuple(lib for c, lib in cases.NOT_AVAILABLE_CASE if c == case and lib not in libs)
 
 
 def derive(rec: dict) -> dict:
@@ -168,6 +172,50 @@ def _pm(v):
     return f"{v:.3g}"
 
 
+def _mib(b):
+    return b / 2**20
+
+
+def _big_data_lines(case: str, ok: dict, shown: list) -> list[str]:
+    """The minibatch and stream cases' extra measurements: full-data iteration, peak memory, rows/s."""
+    out = []
+    label = lambda lib: LIBS[lib][2]  # noqa: E731
+    ex = {lib: (r.get("extra") or {}) for lib, r in ok.items()}
+    if case == "minibatch":
+        per = {lib: ex[lib]["full_data_s_per_it"] for lib in shown if ex.get(lib, {}).get("full_data_s_per_it")}
+        if per:
+            cells = "; ".join(f"{label(lib)} **{_f(s)} s**" for lib, s in per.items())
+            ratios = "; ".join(f"{label(lib)} ÷ jaxvi = **{_ratio(per[lib], per.get('jaxvi'))}**"
+                               for lib in per if lib != "jaxvi")
+            out += [f"Full-data iteration (the same model on all {cases.MINIBATCH_ROWS:,} rows, no minibatch; "
+                    f"mean of a few timed steps after compiling): {cells}" + (f" ({ratios})." if ratios else "."), ""]
+    if case in ("minibatch", "stream"):
+        data = next((r.get("data_bytes") for r in ok.values() if r.get("data_bytes")), cases.data_bytes(case))
+        rows = []
+        for lib in shown:
+            r = ok.get(lib)
+            if not r or not r.get("peak_rss_mb"):
+                continue
+            peak, base = r["peak_rss_mb"], r.get("rss_after_import_mb", float("nan"))
+            fit_peak = ex.get(lib, {}).get("peak_rss_mb")
+            rows.append(f"| {label(lib)} | {peak:,.0f} | {peak / _mib(data):.2f}× | {base:,.0f} "
+                        f"| {(peak - base) / _mib(data):.2f}× |" + (f" {fit_peak:,.0f} ({fit_peak / _mib(data):.2f}×) |"
+                                                                    if case == "stream" and fit_peak else ""))
+        if rows:
+            what = "the .npy files on disk" if case == "stream" else "the float64 array every library is given"
+            out += [f"Peak resident memory (VmHWM of the whole process: data, build, compile, fits, draws) vs the "
+                    f"data's {_mib(data):,.0f} MiB ({what}):", "",
+                    "| library | peak RSS (MiB) | ÷ data | RSS after import (MiB) | (peak − after import) ÷ data |"
+                    + (" peak RSS during the streamed fit alone (MiB, ÷ data) |" if case == "stream" else ""),
+                    "|---|---:|---:|---:|---:|" + ("---:|" if case == "stream" else ""), *rows, ""]
+    if case == "stream" and ex.get("jaxvi", {}).get("rows_per_s"):
+        e = ex["jaxvi"]
+        out += [f"Streaming throughput (jaxvi, a separate timed fit after the warm ones): **{e['rows_per_s']:,.0f} "
+                f"rows/s** ({cases.STREAM_BATCH:,}-row batches read from the memory-mapped files by the prefetch "
+                f"thread); {e['rows']:,} rows = one pass in {e['rows'] / e['rows_per_s']:.1f} s.", ""]
+    return out
+
+
 def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
     m = meta["machine"]
     lines = ["# jaxvi benchmarks: jaxvi vs PyMC vs NumPyro SVI vs a hand-fused JAX loop", ""]
@@ -184,6 +232,15 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
                  f"C compiler {'yes' if vp.get('cxx') else 'no'}); "
                  f"NumPyro {vn.get('numpyro', '?')} on jax {vn.get('jax', '?')}, optax {vn.get('optax', '?')} "
                  f"(float32); limit on jax {vl.get('jax', '?')}, optax {vl.get('optax', '?')}.")
+    lines.append("- Precision: jaxvi computes in **float32 by default** (JAX's default, as NumPyro and the limit): "
+                 "half the memory and memory traffic of float64 for data and intermediates (what bounds the big-data "
+                 "cases: a float64 400,000 x 100 data set would double the device copy) and twice the SIMD width for "
+                 "data-sized arithmetic, while the Monte Carlo noise of a one-draw ELBO gradient is far above float32 "
+                 "rounding, so the fits land in the same place (same final losses in the rows below). "
+                 "`jv.enable_x64()` switches to float64: the **jaxvi (float64)** rows (`bench_jaxvi.py` with "
+                 f"`VARIANT = \"x64\"`) on the small cases ({', '.join(cases.X64_CASES)}) cost 0.8-1.4x the float32 "
+                 "time (a step on 2-100 values is bound by fixed per-step work, not by arithmetic width). "
+                 "PyMC runs in float64, its `floatX` default.")
     if meta.get("peers_error"):
         lines.append(f"- Peers venv problem: {meta['peers_error']}")
     lines += [
@@ -233,7 +290,7 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         lines.append("| library | cold time to result (s) | compile/overhead (s) | warm fit (s) | it/s "
                      f"| final avg loss | fit-call fixed cost (s){stat_head} |")
         lines.append("|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(exact))
-        shown = [lib for lib in meta["libs"] if lib in _libs_for(case, method) or (method, lib) in cases.NOT_AVAILABLE]
+        shown = [lib for lib in meta["libs"] if lib in _libs_for(case, method) or cases.not_available(case, method, lib)]
         for lib in shown:
             label = LIBS[lib][2]
             r = recs.get(lib)
@@ -276,9 +333,11 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
                  ("pymc", f"PyMC cold ÷ jaxvi cold = **{_ratio(g('pymc', 'cold_s'), g('jaxvi', 'cold_s'))}**"),
                  ("numpyro", f"NumPyro cold ÷ jaxvi cold = **{_ratio(g('numpyro', 'cold_s'), g('jaxvi', 'cold_s'))}**"),
                  ("numpyro_bnaf", "NumPyro (AutoBNAFNormal) cold ÷ jaxvi cold = "
-                                  f"**{_ratio(g('numpyro_bnaf', 'cold_s'), g('jaxvi', 'cold_s'))}**")]
-        lines.append("Ratios: " + "; ".join(t for lib, t in terms if lib in shown and lib not in na) + ".")
-        lines.append("")
+                                  f"**{_ratio(g('numpyro_bnaf', 'cold_s'), g('jaxvi', 'cold_s'))}**"),
+                 ("jaxvi_x64", f"jaxvi float64 warm ÷ float32 warm = **{_ratio(g('jaxvi_x64', 'warm_s'), g('jaxvi', 'warm_s'))}**")]
+        shown_terms = [t for lib, t in terms if lib in shown and lib not in na]
+        if shown_terms:
+            lines += ["Ratios: " + "; ".join(shown_terms) + ".", ""]
         lim = ok.get("limit", {}).get("extra") or {}
         if lim.get("inloop_rng_warm_s"):
             lines.append(f"The limit with its PRNG key split inside every step (as jaxvi's engine does) instead of all "
@@ -286,6 +345,7 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
                          f"(jaxvi warm ÷ that = {_ratio(g('jaxvi', 'warm_s'), lim['inloop_rng_warm_s'])}), "
                          f"final avg loss {lim['inloop_rng_final_loss']:.4g}.")
             lines.append("")
+        lines += _big_data_lines(case, ok, shown)
         pms = []
         for lib in meta["libs"]:
             r = ok.get(lib)
@@ -359,7 +419,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         primes = run_prime(args.peers_python, "bench_pymc", [(c, m) for c, m, _ in runs
                                                               if "pymc" in _libs_for(c, m)
-                                                              and (m, "pymc") not in cases.NOT_AVAILABLE],
+                                                              and not cases.not_available(c, m, "pymc")],
                            args.timeout)
         log(f"  primed PyTensor's cache (untimed 10-step PyMC fits) in {time.perf_counter() - t:.0f} s: {primes}")
         meta["pymc_prime"] = primes
@@ -367,10 +427,10 @@ def main(argv=None) -> int:
     results = []
     for case, method, n in runs:
         for lib in args.libs:
-            if (method, lib) in cases.NOT_AVAILABLE:
+            if cases.not_available(case, method, lib):
                 if lib in _libs_for(case, method):  # a row that says why
                     results.append({"lib": lib, "case": case, "method": method, "n": n, "na": True,
-                                    "error": cases.NOT_AVAILABLE[(method, lib)]})
+                                    "error": cases.not_available(case, method, lib)})
                 continue
             if lib not in _libs_for(case, method):
                 continue

@@ -10,7 +10,9 @@ it started this process in ``BENCH_T_SPAWN``; the process then:
 2. fits ``n`` steps again on the same model, ``WARM_REPEATS`` times: the warm fit is the best
    of these (the machine may be shared, so one repeat guards against a noisy neighbour);
 3. fits ``SMALL_N`` steps on the same model: the fixed cost of a fit call (what a second fit
-   pays besides its iterations, e.g. a re-compilation).
+   pays besides its iterations, e.g. a re-compilation);
+4. records its peak resident memory (``VmHWM``) and the bytes of the case's data, then runs the
+   runner's ``extra(model, case, method, n)`` if it has one (e.g. a full-data iteration).
 
 It prints one JSON line prefixed with ``BENCH_RESULT`` on stdout.
 
@@ -29,6 +31,18 @@ import importlib  # noqa: E402
 import json  # noqa: E402
 
 MARK = "BENCH_RESULT "
+
+
+def rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (``VmHWM``) or current (``VmRSS``) resident memory in MiB (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def prime(lib: str, pairs: list[str]) -> None:
@@ -67,6 +81,7 @@ def main() -> None:
 
     out["import_s"] = time.perf_counter() - t
     out["versions"] = runner.versions()
+    out["rss_after_import_mb"] = rss_mb("VmRSS")  # interpreter + library, before any data
 
     t = time.perf_counter()
     model = runner.build(case)
@@ -104,6 +119,10 @@ def main() -> None:
     runner.fit(model, case, method, cases.SMALL_N)
     out["small_s"] = time.perf_counter() - t
     out["small_n"] = cases.SMALL_N
+    # peak resident memory of everything so far (data, build, compile, fits, draws), before the
+    # runner's extra measurements (e.g. the full-data iteration of the minibatch case)
+    out["peak_rss_mb"] = rss_mb("VmHWM")
+    out["data_bytes"] = cases.data_bytes(case)
 
     if hasattr(runner, "extra"):  # runner-specific diagnostics
         out["extra"] = runner.extra(model, case, method, n)

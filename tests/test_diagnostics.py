@@ -88,3 +88,36 @@ def test_khat_can_be_turned_off(conjugate):
     approx = inference.fit(100, progressbar=False)
     assert approx.khat is None
     assert "khat" not in approx.sample(10, random_seed=0).posterior.attrs
+
+
+def test_khat_on_big_data_is_chunked_over_draws_and_bounded(monkeypatch):
+    rng = np.random.default_rng(4)
+    y = rng.normal(1.0, 2.0, size=(2000, 5)).astype(np.float32)
+    with jv.Model() as m:
+        mu = jv.Normal("mu", 0.0, 10.0, shape=5)
+        jv.Normal("y", mu, 2.0, observed=y)
+    approx = jv.fit(500, model=m, random_seed=0, progressbar=False)
+    assert diagnostics.data_values(approx.cm.data) == y.size
+    whole = diagnostics.approx_log_ratios(approx, 300, 7)
+    monkeypatch.setattr(diagnostics, "KHAT_CHUNK_VALUES", 40 * y.size)  # 40 draws at a time (lax.map)
+    assert diagnostics.draws_per_chunk(y.size, 300) == 40
+    chunked = diagnostics.approx_log_ratios(approx, 300, 7)
+    np.testing.assert_allclose(chunked[1], whole[1], rtol=1e-5)
+    np.testing.assert_array_equal(chunked[0], whole[0])
+    # the budget: fewer draws on bigger data, none below KHAT_MIN_DRAWS
+    monkeypatch.setattr(diagnostics, "KHAT_MAX_VALUES", 500 * y.size)
+    assert diagnostics.khat_draws_for(y.size) == 500
+    assert diagnostics.record_khat(approx) is not None and approx.khat_draws == 500
+    monkeypatch.setattr(diagnostics, "KHAT_MAX_VALUES", 100 * y.size)
+    assert diagnostics.khat_draws_for(y.size) == 0
+    approx.khat = None
+    assert diagnostics.record_khat(approx) is None and "budget" in approx.khat_skipped
+
+
+def test_khat_is_skipped_for_minibatch_fits():
+    y = np.random.default_rng(5).normal(size=5000).astype(np.float32)
+    with jv.Model() as m:
+        mu = jv.Normal("mu", 0.0, 10.0)
+        jv.Normal("y", mu, 1.0, observed=jv.Minibatch(y, batch_size=100), total_size=len(y))
+    approx = jv.fit(200, model=m, random_seed=0, progressbar=False)
+    assert approx.khat is None and "minibatch" in approx.khat_skipped

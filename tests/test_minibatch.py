@@ -29,20 +29,24 @@ def conjugate_model(y_node, total_size=N):
 
 def test_minibatch_advi_recovers_the_analytic_posterior(normal_data):
     y, post_mean, post_sd = normal_data
-    model = conjugate_model(jv.Minibatch(y, batch_size=1000))
-    n = 10_000
-    opt = jv.adam(learning_rate=optax.cosine_decay_schedule(0.1, n, alpha=1e-4))
+    # A batch of B rows drawn with replacement estimates the full-data gradient with the noise of
+    # B rows: the fit can only know the data mean to sd_data / sqrt(rows it has seen), i.e. to
+    # post_sd * sqrt(N / rows seen).  Within 0.05 posterior sd needs >> 400 N rows seen *and* an
+    # estimate that uses them all: batches of 10,000 rows and the mean of the last 80% of 20,000
+    # iterates (Polyak-Ruppert averaging) see 1.6e8 rows: 0.025 sd of noise.  A plain last
+    # iterate (10k steps of batch 1000, cosine decay) is off by ~0.1 sd here: this test fails on it.
+    model = conjugate_model(jv.Minibatch(y, batch_size=10_000))
+    n = 20_000
+    opt = jv.polyak_averaging(jv.adam(learning_rate=optax.cosine_decay_schedule(0.05, n, alpha=1e-3)), n, tail=0.8)
     approx = jv.fit(n, model=model, random_seed=1, progressbar=False, obj_optimizer=opt)
-    # A minibatch gradient is ~sqrt(N/B) = 10 posterior sds noisy per step: 1.5 posterior sd
-    # (0.005 data sd) is what 10k decaying steps reach; the sd is within 10%.
-    assert abs(approx.mean[0] - post_mean) < 1.5 * post_sd
+    assert abs(approx.mean[0] - post_mean) < 0.05 * post_sd
     assert abs(approx.std[0] / post_sd - 1.0) < 0.10
     # hist is the full-data -ELBO estimate: the same scale as a full-data fit's
     full = jv.fit(2000, model=conjugate_model(y, total_size=None), random_seed=1, progressbar=False,
                   obj_optimizer=jv.adam(learning_rate=0.05))
     assert abs(approx.hist[-1000:].mean() / full.hist[-1000:].mean() - 1.0) < 0.005
     # the indices come from the fit's key: reproducible from the seed, different for another seed
-    short = [jv.fit(300, model=model, random_seed=seed, progressbar=False).hist for seed in (5, 5, 6)]
+    short = [jv.fit(100, model=model, random_seed=seed, progressbar=False).hist for seed in (5, 5, 6)]
     np.testing.assert_array_equal(short[0], short[1])
     assert not np.array_equal(short[0], short[2])
 
@@ -81,8 +85,9 @@ def test_nodes_evaluate_to_the_full_data_outside_the_fit():
         shift = jv.Data("shift", np.float32(0.0))
         mu = jv.Deterministic("mu", Xb @ beta + shift)
         jv.Normal("y", mu, 0.5, observed=yb, total_size=n)
-        approx = jv.fit(4000, random_seed=0, progressbar=False, obj_optimizer=jv.adam(learning_rate=0.02))
-    np.testing.assert_allclose(approx.mean, w, atol=0.05)
+        opt = jv.adam(learning_rate=optax.cosine_decay_schedule(0.02, 4000, alpha=0.01))  # the last iterate settles
+        approx = jv.fit(4000, random_seed=0, progressbar=False, obj_optimizer=opt)
+    np.testing.assert_allclose(approx.mean, w, atol=0.03)
     assert Xb.shape == (100, 3)
     assert approx.sample_node(Xb @ beta, size=7).shape == (7, n)
     idata = approx.sample(50)
@@ -126,3 +131,18 @@ def test_minibatch_argument_errors():
         jv.Minibatch(np.zeros(10), np.zeros(12), batch_size=5)
     with pytest.raises(ValueError, match="NaN"):
         jv.Minibatch(np.array([1.0, np.nan, 2.0]), batch_size=2)
+
+
+def test_device_rows_converts_once_into_a_private_array():
+    src = np.random.default_rng(3).normal(size=(1000, 4))  # float64 in, JAX's default float out
+    rows = jv.data.device_rows(src)
+    assert rows.dtype == jax.dtypes.canonicalize_dtype(np.float64) and rows.shape == (1000, 4)
+    np.testing.assert_array_equal(np.asarray(rows), src.astype(rows.dtype))
+    src[:] = 0.0  # the device array never aliases the caller's array
+    assert np.abs(np.asarray(rows)).sum() > 0
+    f32 = np.ones((10, 2), np.float32)
+    same = jv.data.device_rows(f32)
+    f32[:] = 5.0
+    np.testing.assert_array_equal(np.asarray(same), 1.0)
+    xb = jv.Minibatch(np.arange(20.0), batch_size=5)
+    np.testing.assert_array_equal(np.asarray(xb.value), np.arange(20.0))

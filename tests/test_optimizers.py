@@ -538,3 +538,38 @@ def test_all_exports_exist():
                          "total_norm_constraint", "get_optimizer", "with_grad_norm_clip"]:
         assert name in opt.__all__
         assert getattr(opt, name).__doc__
+
+
+def test_polyak_averaging_ends_on_the_mean_of_the_tail_iterates():
+    n, lr = 10, 0.1
+    grads = np.random.default_rng(0).normal(size=(n + 3, 2)).astype(np.float32)
+    tx = opt.polyak_averaging(opt.sgd(learning_rate=lr), n_steps=n, tail=0.4)  # the last 4 updates
+    params = {"x": jnp.zeros(2, jnp.float32)}
+    state = tx.init(params)
+    raw, x = [], np.zeros(2, np.float32)
+    step = jax.jit(tx.update)
+    for i in range(n + 3):
+        updates, state = step({"x": jnp.asarray(grads[i])}, state, params)
+        params = optax.apply_updates(params, updates)
+        x = x - lr * grads[i]  # plain SGD iterates
+        raw.append(x.copy())
+        if i < n - 1 or i >= n:
+            # before the last update, and after it (refine), the updates are plain SGD's
+            np.testing.assert_allclose(params["x"], x, rtol=1e-5, atol=1e-6)
+        else:
+            # the last update of the n: the mean of the iterates of updates n-4 .. n-1
+            np.testing.assert_allclose(params["x"], np.mean(raw[n - 4:n], axis=0), rtol=1e-5, atol=1e-6)
+            x = np.asarray(params["x"]).copy()  # SGD continues from the averaged point
+    assert params["x"].dtype == jnp.float32
+    assert opt.polyak_averaging.__doc__
+
+
+def test_polyak_averaging_arguments():
+    with pytest.raises(ValueError, match="tail"):
+        opt.polyak_averaging(opt.sgd(), 10, tail=0.0)
+    with pytest.raises(ValueError, match="n_steps"):
+        opt.polyak_averaging(opt.sgd(), 0)
+    tx = opt.polyak_averaging("adam", 5)  # an optimizer name, as everywhere
+    params = jnp.ones(3)
+    with pytest.raises(ValueError, match="parameters"):
+        tx.update(jnp.ones(3), tx.init(params))

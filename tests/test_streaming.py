@@ -23,11 +23,14 @@ def files(tmp_path_factory):
     return d, y
 
 
-def _fit(y_node, n=10_000):
+def _fit(y_node, n=10_000, averaged=False):
     with jv.Model() as model:
         mu = jv.Normal("mu", 0.0, TAU0)
         jv.Normal("y", mu, SIGMA, observed=y_node, total_size=N)
-    opt = jv.adam(learning_rate=optax.cosine_decay_schedule(0.1, n, alpha=1e-4))
+    if averaged:  # as in test_minibatch: the mean of the last 80% of the iterates
+        opt = jv.polyak_averaging(jv.adam(learning_rate=optax.cosine_decay_schedule(0.05, n, alpha=1e-3)), n, tail=0.8)
+    else:
+        opt = jv.adam(learning_rate=optax.cosine_decay_schedule(0.1, n, alpha=1e-4))
     return jv.fit(n, model=model, random_seed=1, progressbar=False, obj_optimizer=opt)
 
 
@@ -35,12 +38,18 @@ def test_streamed_memmap_gives_the_in_memory_posterior(files):
     d, y = files
     post_var = 1.0 / (1.0 / TAU0**2 + N / SIGMA**2)
     post_mean, post_sd = post_var * y.sum() / SIGMA**2, np.sqrt(post_var)
-    streamed = _fit(jv.Minibatch(np.load(d / "y.npy", mmap_mode="r"), batch_size=1000))
-    in_memory = _fit(jv.Minibatch(y, batch_size=1000))
-    for approx in (streamed, in_memory):  # the analytic posterior, as in test_minibatch
-        assert abs(approx.mean[0] - post_mean) < 1.5 * post_sd
-        assert abs(approx.std[0] / post_sd - 1.0) < 0.15
-    assert abs(streamed.mean[0] - in_memory.mean[0]) < 2.0 * post_sd
+    streamed = _fit(jv.Minibatch(np.load(d / "y.npy", mmap_mode="r"), batch_size=1000), n=20_000, averaged=True)
+    in_memory = _fit(jv.Minibatch(y, batch_size=1000), n=20_000, averaged=True)
+    # The analytic posterior to the bar (mean within 0.05 sd, sd within 10%).  The stream
+    # reads every row once per epoch, so the average over the 160 epochs of the tail has no data
+    # noise left (it lands within ~0.01 sd); in-memory batches are drawn with replacement, which
+    # leaves sqrt(N / 1.6e7 rows) = 0.08 sd of noise at this batch size (test_minibatch reaches
+    # 0.05 sd in memory with batches of 10,000).
+    assert abs(streamed.mean[0] - post_mean) < 0.05 * post_sd
+    assert abs(streamed.std[0] / post_sd - 1.0) < 0.10
+    assert abs(in_memory.mean[0] - post_mean) < 0.25 * post_sd
+    assert abs(in_memory.std[0] / post_sd - 1.0) < 0.10
+    assert abs(streamed.mean[0] - in_memory.mean[0]) < 0.25 * post_sd
     assert abs(streamed.hist[-1000:].mean() / in_memory.hist[-1000:].mean() - 1.0) < 0.005
     # several files read as one data set: the same rows in the same order -> the same fit
     parts = _fit(jv.Minibatch(jv.data.NpyDataset(d / "y0.npy", d / "y1.npy"), batch_size=1000), n=2000)

@@ -7,14 +7,14 @@
 """
 
 from . import callbacks, math, optimizers
-from ._config import enable_x64, floatX
+from ._config import compilation_cache_dir, disable_compilation_cache, enable_compilation_cache, enable_x64, floatX
 from .approximations import (Approximation, Empirical, FullRank, Group, LowRank, MeanField, NormalizingFlow, load,
                              sample_approx)
 from .inference import (ADVI, ASVGD, NFVI, SVGD, FullRankADVI, ImplicitGradient, Inference, KLqp, LowRankADVI,
                         fit)
 from .optimizers import (adadelta, adagrad, adagrad_window, adam, adamax, apply_momentum,
-                         apply_nesterov_momentum, momentum, nesterov_momentum, norm_constraint, rmsprop, sgd,
-                         total_norm_constraint)
+                         apply_nesterov_momentum, momentum, nesterov_momentum, norm_constraint, polyak_averaging,
+                         rmsprop, sgd, total_norm_constraint)
 from .compiled import CompiledModel
 from .distributions import *  # noqa: F401,F403
 from .distributions import __all__ as _distributions
@@ -36,8 +36,8 @@ __all__ = [
     "ADVI", "FullRankADVI", "Inference", "KLqp", "fit", "LowRank", "LowRankADVI", "Pathfinder", "diagnostics",
     "sample", "sample_posterior_predictive", "sample_prior_predictive", "plot_compare", "plot_hist", "plot_tracker", "model_to_graphviz", "viz",
     "adadelta", "adagrad", "adagrad_window", "adam", "adamax", "apply_momentum", "apply_nesterov_momentum",
-    "momentum", "nesterov_momentum", "norm_constraint", "rmsprop", "sgd", "total_norm_constraint",
-    "math", "enable_x64", "floatX", "CompiledModel", "Node", "lift",
+    "momentum", "nesterov_momentum", "norm_constraint", "polyak_averaging", "rmsprop", "sgd", "total_norm_constraint",
+    "math", "enable_x64", "floatX", "enable_compilation_cache", "disable_compilation_cache", "compilation_cache_dir", "CompiledModel", "Node", "lift",
     "Data", "Deterministic", "Minibatch", "data", "Model", "Potential", "modelcontext", "set_data",
     *_distributions,
 ]

@@ -394,7 +394,9 @@ class MinibatchNode(Node):
     def value(self) -> jax.Array:
         """The full array on the device (loaded once; for a streamed source this reads it all)."""
         if self._value is None:
-            self._value = jnp.asarray(_canonical_rows(self.source))
+            from .data import device_rows  # one host copy; see its docstring
+
+            self._value = device_rows(self.source)
         return self._value
 
     def _label(self) -> str:
@@ -428,7 +430,11 @@ def Minibatch(*arrays, batch_size: int = 128):
         if isinstance(a, Node):
             raise TypeError(f"{what}: pass the data array itself (a NumPy array or memory-map), not a model variable")
         if not (isinstance(a, np.memmap) or hasattr(a, "read_rows") or isinstance(a, jax.Array)):
-            a = _checked_array(what, a)
+            from .data import device_rows
+
+            _checked_array(what, np.asarray(a).flat[:1])  # the dtype checks, on one value
+            a = device_rows(a)  # the one converted copy, straight to the device (data.device_rows)
+            _checked_array(what, np.asarray(a))  # NaN/inf check on it (np.asarray of a CPU array: a view)
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
             raise TypeError(f"{what}: data must be numeric, got dtype {a.dtype}")
         if len(a.shape) == 0:

@@ -24,7 +24,12 @@ def kl_qp(family, logp: Callable, n_mc: int = 1, beta: float = 1.0, stick_the_la
     ``loss.given(params, eps, batch)`` with ``loss(p, k, b) == loss.given(p, loss.draw(p, k), b)``:
     the engine then draws the noise of a whole block of steps in one vectorised call.
     """
-    batched_logp = jax.vmap(logp, in_axes=(0, None))
+    vmapped_logp = jax.vmap(logp, in_axes=(0, None))
+
+    def batched_logp(z, batch):
+        if z.shape[0] == 1:  # one draw (the default): no draw axis on the data-sized intermediates,
+            return logp(z[0], batch)[None]  # whose reductions XLA's CPU backend runs ~2x faster then
+        return vmapped_logp(z, batch)
 
     def value(params, z, logq, batch):
         return jnp.mean(beta * logq - batched_logp(z, batch))
