@@ -298,12 +298,22 @@ class Feeding:
         """Wrap ``objective(params, key, batch)`` to draw this step's minibatch rows first."""
         if not self.sampled:
             return objective
-        select, shards = self.cm.select_batch, self.shards
+        cm, shards = self.cm, self.shards
 
         def with_minibatch(params, key, batch):
             data_key, key = jax.random.split(key)
-            return objective(params, key, select(data_key, batch, shards))
+            return objective(params, key, cm.select_batch(data_key, batch, shards))
 
+        if callable(getattr(objective, "draw", None)):  # pre-drawn noise: the row indices join it
+            def draw(params, key):
+                data_key, key = jax.random.split(key)
+                return objective.draw(params, key), cm.batch_indices(data_key, shards)
+
+            def given(params, rand, batch):
+                noise, indices = rand
+                return objective.given(params, noise, cm.gather_batch(batch, indices, shards))
+
+            with_minibatch.draw, with_minibatch.given = draw, given
         return with_minibatch
 
     @property
