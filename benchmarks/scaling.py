@@ -68,14 +68,9 @@ METHOD_LABEL = {"advi": "mean-field ADVI", "fullrank_advi": "full-rank ADVI"}
 # -- worker: one point in this (fresh) process -------------------------------------------------------
 def _vm(field: str) -> float:
     """A /proc/self/status memory field in MB (VmRSS, VmHWM); nan where there is no /proc."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    from worker import rss_mb  # the benchmark harness's reader
+
+    return rss_mb(field)
 
 
 def build(sweep: str, size: int):
