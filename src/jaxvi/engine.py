@@ -171,7 +171,7 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
                 return buf, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
 
             # refills draw the largest of these block sizes that the steps left in the chunk still need
-            sizes = sorted({max(1, block // 4**k) for k in range(12)}, reverse=True)
+            sizes = sorted({max(1, block // 32**k) for k in range(5)}, reverse=True)
 
             def refill(i, state):
                 def fill(k):
