@@ -63,7 +63,7 @@ class MeanFieldFamily:
     @classmethod
     def transform(cls, params, eps):
         std = cls.std(params)
-        return params["mu"] + std * eps, -0.5 * jnp.sum(eps**2 + _LOG_2PI, axis=-1) - jnp.sum(jnp.log(std))
+        return params["mu"] + std * eps, standard_normal_log_prob(eps) - jnp.sum(jnp.log(std))
 
     @classmethod
     def sample(cls, params, key, n):
@@ -87,6 +87,11 @@ class MeanFieldFamily:
     @staticmethod
     def coordinate_finite(params):
         return jnp.isfinite(params["mu"]) & jnp.isfinite(params["rho"])
+
+
+def standard_normal_log_prob(eps):
+    """log N(eps; 0, I) summed over the last axis."""
+    return -0.5 * jnp.sum(eps**2 + _LOG_2PI, axis=-1)
 
 
 def _standard_normal(params, key, n, k):
@@ -161,8 +166,7 @@ class FullRankFamily:
     @classmethod
     def transform(cls, params, eps):
         L = cls.L(params)
-        logq = -0.5 * jnp.sum(eps**2 + _LOG_2PI, axis=-1) - jnp.sum(jnp.log(jnp.diagonal(L)))
-        return params["mu"] + eps @ L.T, logq
+        return params["mu"] + eps @ L.T, standard_normal_log_prob(eps) - jnp.sum(jnp.log(jnp.diagonal(L)))
 
     @classmethod
     def sample(cls, params, key, n):

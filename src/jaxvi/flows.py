@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .families import standard_normal_log_prob
+
 __all__ = ["FlowFamily", "parse_flow", "LAYERS", "is_flow_spec"]
 
-_LOG_2PI = float(np.log(2 * np.pi))
 _SHIFT = float(np.log(np.e - 1.0))  # softplus(_SHIFT) == 1
 
 
@@ -281,10 +282,6 @@ class FlowFamily:
             logdet = logdet + ld
         return z, logdet
 
-    @staticmethod
-    def _base_log_prob(eps):
-        return -0.5 * jnp.sum(eps**2 + _LOG_2PI, axis=-1)
-
     def _dim(self, params):
         return params["layers"][self._loc]["b"].shape[-1]
 
@@ -293,7 +290,7 @@ class FlowFamily:
 
     def transform(self, params, eps):
         z, logdet = self._push(params, eps)
-        return z, self._base_log_prob(eps) - logdet
+        return z, standard_normal_log_prob(eps) - logdet
 
     def sample_and_log_prob(self, params, key, n):
         loc = params["layers"][self._loc]["b"]
@@ -312,7 +309,7 @@ class FlowFamily:
         for layer, p in zip(reversed(self.layers), reversed(params["layers"])):
             x, ld = layer.inverse(p, x)
             logdet = logdet + ld
-        return self._base_log_prob(x) - logdet
+        return standard_normal_log_prob(x) - logdet
 
     def _moments_draws(self, params):
         return self.sample(params, jax.random.key(12345), self.MOMENT_DRAWS)
