@@ -87,6 +87,30 @@ def test_single_path_is_a_normal_with_density_and_survives_overflowing_steps(x64
     assert approx.pathfinder.status[0].startswith(("converged", "stopped"))
 
 
+def test_badly_scaled_regression_falls_back_to_steepest_descent(x64):
+    """Regression on the scale of IQ scores from beta = 0 (log p about -3e5, gradients about 6e5): after the
+    first step the quasi-Newton direction has no acceptable step; the path used to stop there (2 iterations,
+    far from the mode).  The steepest-descent retry lets L-BFGS go on to the posterior."""
+    from jaxvi.pathfinder import single_path
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(100, 15, size=400)
+    y = 26 + 0.6 * x + rng.normal(0, 18, size=400)
+    with jv.Model() as m:
+        b = jv.Normal("b", 0, 100, shape=2)
+        s = jv.HalfNormal("s", 50)
+        jv.Normal("y", b[0] + b[1] * x, s, observed=y)
+    cm = m.compile()
+    out = jax.jit(lambda x0: single_path(lambda z: cm.logp(z, cm.data), x0, jax.random.key(0)))(cm.initial_point())
+    X = np.column_stack([np.ones_like(x), x])
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    resid = y - X @ beta
+    sd = np.sqrt(np.diag(np.linalg.inv(X.T @ X))) * resid.std()
+    assert int(out["n_iters"]) > 5
+    assert np.all(np.abs(np.asarray(out["params"]["mu"][:2]) - beta) < 0.2 * sd)
+    assert out["params"]["mu"][2] == pytest.approx(np.log(resid.std()), abs=0.05)
+
+
 def test_rejittered_starts_and_walls(x64):
     """A Potential walls off x > 2 (log p = -inf): starts there are re-jittered, steps into the wall rejected."""
     with jv.Model() as m:

@@ -2,8 +2,9 @@
 
 * log-densities of 12 posteriordb models written in jaxvi against independent NumPy/SciPy code
   (differences between two points, so normalising constants of improper or truncated priors drop out);
-* full-rank ADVI on two near-Gaussian regressions matches posteriordb's reference posterior: every
-  parameter's mean within 0.1 reference sd and its sd within [0.85, 1.15] of the reference sd.
+* full-rank ADVI from ``start="laplace"`` on five posteriors (two regressions, the ill-conditioned
+  kilpisjarvi and earnings, arma11) matches posteriordb's reference posterior: every parameter's mean
+  within 0.1 reference sd and its sd within [0.85, 1.15] of the reference sd.
 
 Uses the bundled data copy (``benchmarks/posteriordb/data``), never ``../shared``.  float64 inside.
 """
@@ -212,22 +213,28 @@ def test_data_root_env(monkeypatch, tmp_path):
 
 
 # -- accuracy of full-rank ADVI on near-Gaussian regressions ------------------------------------------------
-FIT_STEPS = 100_000  # 30k-50k leave kidiq's mean short along its corr -0.99 ridge
+# from start="laplace" with steps scaled by the start's sds (the accuracy suite's settings, fewer steps); from
+# PyMC's default start 100k steps were needed for kidiq, and kilpisjarvi, earnings and arma11 never got there
+FIT_STEPS = 10_000
 DRAWS = 4_000
 
 
-@pytest.fixture(scope="module", params=["kidiq-kidscore_momiq", "sblrc-blr"])
+@pytest.fixture(scope="module", params=["kidiq-kidscore_momiq", "sblrc-blr", "kilpisjarvi_mod-kilpisjarvi",
+                                        "earnings-earn_height", "arma-arma11"])
 def fullrank_fit(request):
     import optax
+
+    from jaxvi.laplace import scaled_optimizer
 
     name = request.param
     ref = _ref(name)
     with jax.enable_x64(True):
         model = pdb.build_model(name, data=_data(name))
-        sched = optax.exponential_decay(0.05, FIT_STEPS, 1e-5 / 0.05)
+        sched = optax.exponential_decay(0.01, FIT_STEPS, 1e-5 / 0.01)
         with model:
-            approx = jv.FullRankADVI(random_seed=0, stick_the_landing=True).fit(
-                FIT_STEPS, obj_optimizer=jv.adam(learning_rate=sched), progressbar=False)
+            inference = jv.FullRankADVI(random_seed=0, stick_the_landing=True, start="laplace")
+            approx = inference.fit(FIT_STEPS, obj_optimizer=scaled_optimizer(jv.adam(learning_rate=sched),
+                                                                              inference.approx), progressbar=False)
         post = approx.sample(DRAWS, random_seed=1).posterior
         draws = {}
         for var in post.data_vars:

@@ -89,6 +89,10 @@ class Approximation:
         self.hist = np.zeros(0)
 
     def _init_params(self, start, start_sigma):
+        if isinstance(start, str):  # "laplace" / "pathfinder": a fitted normal as the start (jaxvi.laplace)
+            from .laplace import start_params
+
+            return start_params(self, start, start_sigma)
         return self.family.init(self._start_flat(start), self._start_sigma(start_sigma))
 
     @property

@@ -197,7 +197,7 @@ def single_path(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, 
     non-finite values.  Returns a dict: ``params`` (BFGSNormalFamily params
     of the best iterate), ``elbos`` (max_iters + 1, -inf past the end), ``best``, ``best_elbo``,
     ``n_iters``, ``n_grad_evals``, ``status`` (index into STATUS), ``draws`` (num_draws, d) from
-    the best normal and their ``log_ratios`` log p - log q.
+    the best normal and their ``log_ratios`` log p - log q, and ``x``, the last L-BFGS iterate.
     """
     dtype = x0.dtype
     d = x0.shape[-1]
@@ -230,6 +230,13 @@ def single_path(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, 
         direction = c["params"]["mu"] - x
         direction = jnp.where(g @ direction < 0, direction, -g)  # not a descent direction: steepest descent
         x_new, f_new, g_new, n_evals, accept = _backtrack(fg, x, f, g, direction, max_linesearch_steps)
+        # a quasi-Newton direction with no acceptable step (a poor inverse-Hessian estimate far from the
+        # mode, e.g. regressions on the scale of thousands): retry along steepest descent from a unit-length step
+        sd_dir = -g / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(dtype).tiny)
+        x_new, f_new, g_new, n_sd, accept = jax.lax.cond(
+            accept, lambda: (x_new, f_new, g_new, jnp.zeros((), jnp.int32), accept),
+            lambda: _backtrack(fg, x, f, g, sd_dir, 2 * max_linesearch_steps))
+        n_evals = n_evals + n_sd
         it = c["it"] + 1
         # the inverse-Hessian estimate: diagonal + the last J (s, y) pairs with positive curvature
         s, y = x_new - x, g_new - g
@@ -260,7 +267,7 @@ def single_path(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, 
     lr = jnp.where(jnp.isfinite(out["best_elbo"]), lr, -jnp.inf)
     return {"params": params, "elbos": out["elbos"], "best": out["best"], "best_elbo": out["best_elbo"],
             "n_iters": out["it"], "n_grad_evals": out["evals"], "status": out["status"], "draws": draws,
-            "log_ratios": lr}
+            "log_ratios": lr, "x": out["x"]}
 
 
 # -- the objects ---------------------------------------------------------------------------------------

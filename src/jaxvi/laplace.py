@@ -1,0 +1,236 @@
+"""Gaussian starting points for the normal families: ``start="laplace"`` / ``start="pathfinder"``.
+
+ADVI from PyMC's default start (the model's initial point, unit sd) has to travel to the posterior
+with steps of about the learning rate per coordinate; on badly scaled or strongly correlated
+posteriors (parameters in dollars, correlations of -0.99998) no fixed schedule gets there.  A
+better start solves it where it arises:
+
+* ``pathfinder_normal(logp, x0, key)``: one Pathfinder path (``jaxvi.pathfinder.single_path``, L-BFGS
+  with the normals along the path scored by their ELBO) from ``x0``; the best normal's mean and
+  dense covariance.  Robust where no mode exists (a funnel): the ELBO, not log p, picks the point.
+* ``laplace_normal(logp, x0, key)``: the same path, then Newton steps with the exact Hessian from its
+  last iterate to the mode, and the Laplace normal N(mode, H^-1) there when Newton converged to a point
+  with a positive definite Hessian; where there is no mode (a funnel's neck, a boundary) Pathfinder's
+  normal is returned instead.
+* ``family_params(family, mean, cov)``: the parameters of a MeanField (sd 1 / sqrt(diag(cov^-1)), the
+  mean-field normal closest to N(mean, cov) in KL(q || p)), FullRank (Cholesky factor), LowRank
+  (leading eigenvectors plus the residual diagonal) or any family with ``init(mean, sigma)``.
+
+All of them are pure functions of a log density on the flat unconstrained vector.
+``Approximation(start="laplace")`` (hence ``jv.fit(method=..., start="laplace")`` and
+``ADVI(start="laplace")``) calls ``start_params``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .families import FullRankFamily, LowRankFamily, MeanFieldFamily, softplus_inverse
+
+__all__ = ["START_METHODS", "pathfinder_normal", "laplace_normal", "newton_mode", "gaussian_elbo",
+           "family_params", "start_params"]
+
+#: The string values ``start=`` accepts.
+START_METHODS = ("laplace", "pathfinder")
+
+
+def pathfinder_normal(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, num_elbo_draws: int = 25):
+    """(mean, cov, info) of the best normal along one Pathfinder path from ``x0``."""
+    from .pathfinder import BFGSNormalFamily, single_path
+
+    out = single_path(logp, x0, key, max_iters=max_iters, history_size=history_size,
+                      num_elbo_draws=num_elbo_draws, num_draws=1)
+    params = out["params"]
+    info = {"n_grad_evals": out["n_grad_evals"], "n_iters": out["n_iters"], "elbo": out["best_elbo"],
+            "last": out["x"]}
+    return params["mu"], BFGSNormalFamily.cov(params), info
+
+
+def newton_mode(logp, x, *, max_steps: int = 20, max_halvings: int = 30):
+    """Newton's method on -log p from ``x`` with the exact Hessian and step halving.
+
+    Returns (x, precision = -Hessian of log p at x, ok, n_steps, decrement): ``ok`` is False when the
+    precision is not positive definite or not finite there; ``decrement`` = g^T H^-1 g (scale-free; about 0
+    at a mode, inf when not ok).  Stops at the first step that does not improve.
+    """
+    f = lambda z: -logp(z)  # noqa: E731
+    hess = jax.hessian(f)
+
+    def newton_step(x):
+        v, g = jax.value_and_grad(f)(x)
+        h = hess(x)
+        chol = jnp.linalg.cholesky(h)
+        pd = jnp.all(jnp.isfinite(chol))
+        step = jax.scipy.linalg.cho_solve((chol, True), g)
+        return v, step, h, pd & jnp.all(jnp.isfinite(step))
+
+    def cond(c):
+        return c["go"] & (c["k"] < max_steps)
+
+    def body(c):
+        x, v = c["x"], c["v"]
+        _, step, _, ok = newton_step(x)
+
+        def halve(s):
+            t, _ = s
+            return t * 0.5, jnp.nan_to_num(f(x - t * 0.5 * step), nan=jnp.inf)
+
+        t, v_new = jax.lax.while_loop(lambda s: (s[1] > v) & (s[0] > 2.0**-max_halvings), halve,
+                                      (jnp.asarray(1.0, x.dtype), jnp.nan_to_num(f(x - step), nan=jnp.inf)))
+        improve = ok & (v_new <= v) & jnp.isfinite(v_new)
+        x_new = jnp.where(improve, x - t * step, x)
+        rel = jnp.abs(v - v_new) / jnp.maximum(jnp.abs(v), 1.0)
+        return dict(x=x_new, v=jnp.where(improve, v_new, v), k=c["k"] + 1, go=improve & (rel > 1e-12))
+
+    v0 = f(x)
+    out = jax.lax.while_loop(cond, body, dict(x=x, v=v0, k=jnp.zeros((), jnp.int32), go=jnp.isfinite(v0)))
+    _, step, h, ok = newton_step(out["x"])
+    g = jax.grad(f)(out["x"])
+    decrement = jnp.where(ok, g @ step, jnp.inf)  # g^T H^-1 g: half the predicted gain of one more step
+    return out["x"], h, ok, out["k"], decrement
+
+
+def gaussian_elbo(logp, mean, chol, u):
+    """ELBO of N(mean, chol chol^T) from standard-normal draws ``u`` (n, d); -inf if not finite."""
+    z = mean + u @ chol.T
+    logq = -0.5 * jnp.sum(u**2, axis=-1) - jnp.sum(jnp.log(jnp.abs(jnp.diagonal(chol)))) \
+        - 0.5 * mean.shape[-1] * jnp.log(2 * jnp.pi)
+    lr = jax.vmap(logp)(z) - logq
+    elbo = jnp.mean(lr)
+    return jnp.where(jnp.isfinite(elbo), elbo, -jnp.inf)
+
+
+def laplace_normal(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, num_elbo_draws: int = 100,
+                   max_newton_steps: int = 20):
+    """(mean, cov, info): the Laplace normal at the mode if there is one, else Pathfinder's normal.
+
+    The mode is found by Newton's method (exact Hessian) from the last iterate of one Pathfinder path
+    (L-BFGS from ``x0``).  ``info["laplace"]`` says whether the Laplace normal was used (the two ELBO
+    estimates are recorded too); ``info["n_grad_evals"]`` counts gradient evaluations, a Hessian as d of them.
+    """
+    k_path, k_elbo = jax.random.split(key)
+    m_pf, cov_pf, info = pathfinder_normal(logp, x0, k_path, max_iters=max_iters, history_size=history_size)
+    d = x0.shape[-1]
+    # Newton from the last L-BFGS iterate (next to the mode when there is one; the best normal's mean can
+    # sit where log p is not concave, and Newton needs a positive definite Hessian)
+    mode, prec, ok, steps, decrement = newton_mode(logp, info.pop("last"), max_steps=max_newton_steps)
+    eye = jnp.eye(d, dtype=x0.dtype)
+    cov_lap = jnp.linalg.inv(jnp.where(ok, prec, eye))
+    cov_lap = 0.5 * (cov_lap + cov_lap.T)
+    chol_lap = jnp.linalg.cholesky(cov_lap)
+    ok = ok & jnp.all(jnp.isfinite(chol_lap))
+    chol_pf = jnp.linalg.cholesky(cov_pf)
+    u = jax.random.normal(k_elbo, (num_elbo_draws, d), x0.dtype)
+    elbo_lap = jnp.where(ok, gaussian_elbo(logp, mode, jnp.where(ok, chol_lap, eye), u), -jnp.inf)
+    elbo_pf = gaussian_elbo(logp, m_pf, chol_pf, u)
+    # a mode (positive definite Hessian, Newton converged) gives the Laplace normal; no mode (a funnel's
+    # neck, a boundary) or a non-finite ELBO there: Pathfinder's normal.  The ELBOs are not compared: the
+    # exclusive KL prefers an under-dispersed normal, which is the worse start for ADVI
+    use_lap = ok & (decrement < 1e-6) & jnp.isfinite(elbo_lap)
+    mean = jnp.where(use_lap, mode, m_pf)
+    cov = jnp.where(use_lap, cov_lap, cov_pf)
+    n_grad = info["n_grad_evals"] + (steps + 1) * (d + 2) + 2 * num_elbo_draws
+    return mean, cov, {"n_grad_evals": n_grad, "pathfinder_iters": info["n_iters"], "newton_steps": steps,
+                       "laplace": use_lap, "newton_decrement": decrement, "elbo_laplace": elbo_lap,
+                       "elbo_pathfinder": elbo_pf}
+
+
+def family_params(family, mean, cov):
+    """Parameters of ``family`` for the normal N(mean, cov) (the closest member for restricted families)."""
+    mean = jnp.asarray(mean)
+    cov = jnp.asarray(cov, mean.dtype)
+    d = mean.shape[-1]
+    if isinstance(family, type) and issubclass(family, FullRankFamily) or isinstance(family, FullRankFamily):
+        L = jnp.linalg.cholesky(cov)
+        rows, cols = np.tril_indices(d)
+        packed = L[rows, cols]
+        diag = rows == cols
+        packed = jnp.where(diag, softplus_inverse(jnp.where(diag, packed, 1.0)), packed)
+        return {"mu": mean, "L_tril": packed}
+    if isinstance(family, LowRankFamily):
+        k = family.init(mean)["W"].shape[-1]
+        lam, vec = jnp.linalg.eigh(cov)  # ascending
+        lam_k, vec_k = lam[::-1][:k], vec[:, ::-1][:, :k]
+        rest = lam[::-1][k] if k < d else jnp.asarray(0.0, mean.dtype)
+        W = vec_k * jnp.sqrt(jnp.maximum(lam_k - rest, 0.0))
+        diag = jnp.diagonal(cov) - jnp.sum(W**2, axis=-1)
+        floor = 1e-3 * jnp.diagonal(cov)
+        s = jnp.sqrt(jnp.maximum(diag, floor))
+        return {"mu": mean, "rho": softplus_inverse(s), "W": W}
+    # mean-field and any other family with init(mean, sigma): the KL(q || p)-closest diagonal
+    sigma = 1.0 / jnp.sqrt(jnp.diagonal(jnp.linalg.inv(cov)))
+    if isinstance(family, type) and issubclass(family, MeanFieldFamily):
+        return MeanFieldFamily.init(mean, sigma)
+    return family.init(mean, sigma)
+
+
+def start_params(approx, start: str, start_sigma=None, key=None):
+    """Initial variational parameters of ``approx`` (an Approximation) from ``start`` in START_METHODS.
+
+    Records ``approx.start_info`` (gradient evaluations, which normal was used).
+    """
+    if start not in START_METHODS:
+        raise ValueError(f"start must be a dict of variable values or one of {', '.join(map(repr, START_METHODS))}, "
+                         f"got {start!r}")
+    if start_sigma is not None:
+        raise ValueError(f"start={start!r} sets the covariance itself; start_sigma must be None")
+    cm = approx.cm
+    if key is None:
+        from ._config import prng_key
+
+        key = jax.random.fold_in(prng_key(approx._random_seed if approx._random_seed is not None else 0), 7)
+    cache = cm.__dict__.setdefault("_laplace_start_cache", {})
+    if start not in cache:
+        fn = laplace_normal if start == "laplace" else pathfinder_normal
+        cache[start] = jax.jit(lambda x0, k, batch: fn(lambda z: cm.logp(z, batch), x0, k))
+    mean, cov, info = cache[start](cm.initial_point(), key, cm.data)
+    if not (np.all(np.isfinite(np.asarray(mean))) and np.all(np.isfinite(np.asarray(cov)))):
+        raise FloatingPointError(f"start={start!r}: the {start} normal is not finite (the log density is not "
+                                 "finite along the L-BFGS path from the initial point); pass a start dict instead")
+    approx.start_info = {k: np.asarray(v).item() for k, v in info.items() if np.ndim(v) == 0}
+    approx.start_info["method"] = start
+    return family_params(approx.family, mean, cov)
+
+
+def parameter_scales(family, params):
+    """Per-parameter step scales for a normal family started at ``params``: the coordinate sds, at most 1.
+
+    ``mu`` and the off-diagonal entries of a Cholesky factor or low-rank factor ``W`` move on the scale
+    of their coordinate's sd; softplus-parameterised scales (``rho``, the Cholesky diagonal) on a log-like
+    scale of 1.  Used by ``scaled_optimizer``.
+    """
+    sd = jnp.minimum(jnp.asarray(family.std(params)), 1.0)  # shrink steps for small scales, never enlarge them
+    out = {}
+    for k, v in params.items():
+        if k == "mu":
+            out[k] = sd
+        elif k == "L_tril":
+            d = sd.shape[-1]
+            rows, cols = np.tril_indices(d)
+            out[k] = jnp.where(jnp.asarray(rows == cols), 1.0, sd[rows]).astype(v.dtype)
+        elif k == "W":
+            out[k] = jnp.broadcast_to(sd[:, None], v.shape).astype(v.dtype)
+        else:
+            out[k] = jnp.ones_like(v)
+    return out
+
+
+def scaled_optimizer(optimizer, approx):
+    """``optimizer`` (an optax transformation) with its updates multiplied by the start's parameter scales.
+
+    Adam-type optimizers move every parameter by about the learning rate per step whatever its scale;
+    after ``start="laplace"`` the approximation already knows each coordinate's sd, so scaling the
+    updates by it (capped at 1: a wide start must not make the steps larger than the optimizer's own) lets
+    one learning rate serve parameters on scales from 1e-5 to 1 and more (the start has already put the
+    large-scale ones in place).  ``approx`` must be a normal-family approximation.
+    """
+    import optax
+
+    scales = parameter_scales(approx.family, approx.vparams)
+
+    def update(updates, state, params=None):
+        return jax.tree_util.tree_map(lambda u, s: u * s, updates, scales), state
+
+    return optax.chain(optimizer, optax.GradientTransformation(lambda params: optax.EmptyState(), update))
