@@ -106,3 +106,24 @@ def test_parameter_scales(x64):
     np.testing.assert_allclose(sc["mu"], sd)
     rows, cols = np.tril_indices(3)
     np.testing.assert_allclose(sc["L_tril"], np.where(rows == cols, 1.0, sd[rows]))
+
+
+def test_default_optimizer_keeps_a_laplace_start_on_a_badly_scaled_regression():
+    # x ~ 1000: intercept and slope correlate at -0.99995 and their sds differ 1000-fold.  From the
+    # Laplace start the default optimizer's steps are scaled by the start's sds, so full-rank ADVI stays
+    # on the exact (Gaussian) posterior instead of being shaken off it.
+    rng = np.random.default_rng(0)
+    x = rng.normal(1000.0, 10.0, 200)
+    y = 3.0 + 0.002 * x + rng.normal(0.0, 0.1, 200)
+    with jv.Model() as m:
+        a = jv.Normal("a", 0.0, 100.0)
+        b = jv.Normal("b", 0.0, 10.0)
+        jv.Normal("y", a + b * x, 0.1, observed=y)
+    X = np.c_[np.ones_like(x), x]
+    precision = X.T @ X / 0.1**2 + np.diag([1 / 100.0**2, 1 / 10.0**2])
+    cov = np.linalg.inv(precision)
+    mean = cov @ (X.T @ y / 0.1**2)
+    sd = np.sqrt(np.diag(cov))
+    approx = jv.fit(5000, method="fullrank_advi", model=m, start="laplace", progressbar=False, random_seed=0)
+    assert np.all(np.abs(np.asarray(approx.mean) - mean) < 0.1 * sd)
+    np.testing.assert_allclose(np.asarray(approx.std), sd, rtol=0.1)

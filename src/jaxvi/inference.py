@@ -117,6 +117,12 @@ class Inference:
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
         n = _check_n(n)
         optimizer = _DEFAULT_OPTIMIZER if obj_optimizer is None else get_optimizer(obj_optimizer)
+        if obj_optimizer is None and getattr(self.approx, "start_info", None):
+            # started at a fitted normal (start="laplace"): unscaled steps would shake the small-scale
+            # coordinates off it, so the default optimizer's steps are scaled by the start's sds
+            from .laplace import scaled_optimizer
+
+            optimizer = scaled_optimizer(optimizer, self.approx)
         if obj_n_mc is not None and (isinstance(obj_n_mc, bool) or not isinstance(obj_n_mc, (int, np.integer))):
             raise TypeError(f"obj_n_mc must be a positive integer (draws per step), got {obj_n_mc!r}")
         n_mc = self.default_obj_n_mc if obj_n_mc is None else int(obj_n_mc)
