@@ -125,6 +125,8 @@ def _cell_filled(cell) -> bool:
 
 #: Most noise elements pre-drawn at once for a block of steps (4 MB in float32).
 NOISE_BLOCK_ELEMENTS = 1 << 20
+#: Most steps whose noise is pre-drawn at once.
+NOISE_BLOCK_STEPS = 512
 
 
 def step_key(key, t):
@@ -164,26 +166,17 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
         else:
             example = jax.eval_shape(draw, params, step_key(key, 0))
             size = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(example))
-            block = int(max(1, min(chunk_size, NOISE_BLOCK_ELEMENTS // max(size, 1))))
+            block = int(max(1, min(NOISE_BLOCK_STEPS, chunk_size, NOISE_BLOCK_ELEMENTS // max(size, 1))))
 
             def noise_init():  # (noise of steps base .. base + block, base, next step needing a refill)
                 buf = jax.tree_util.tree_map(lambda x: jnp.zeros((block,) + x.shape, x.dtype), example)
                 return buf, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
 
-            # refills draw the largest of these block sizes that the steps left in the chunk still need
-            sizes = sorted({max(1, block // 32**k) for k in range(5)}, reverse=True)
-
             def refill(i, state):
-                def fill(k):
-                    def go(state):
-                        steps = i + jnp.arange(k, dtype=i.dtype)
-                        noise = jax.vmap(lambda j: draw(params, step_key(key, t0 + j)))(steps)
-                        buf = jax.tree_util.tree_map(lambda b, x: b.at[:k].set(x), state[0], noise)
-                        return buf, i, i + k
-                    return go
-
-                fits = jnp.asarray(sizes, jnp.int32) <= m - i
-                return jax.lax.switch(jnp.argmax(fits), [fill(k) for k in sizes], state)
+                # always a whole block, even near the chunk's end: one place in the program that draws
+                # (each PRNG draw site costs XLA about a second to compile), at the price of unused noise
+                steps = i + jnp.arange(block, dtype=i.dtype)
+                return jax.vmap(lambda j: draw(params, step_key(key, t0 + j)))(steps), i, i + block
 
             def noise_at(i, state):
                 state = jax.lax.cond(i >= state[2], lambda s: refill(i, s), lambda s: s, state)
