@@ -117,7 +117,8 @@ class Inference:
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
         n = _check_n(n)
         optimizer = _DEFAULT_OPTIMIZER if obj_optimizer is None else get_optimizer(obj_optimizer)
-        if obj_optimizer is None and getattr(self.approx, "start_info", None):
+        if (obj_optimizer is None and getattr(self.approx, "start_info", None)
+                and self.approx.family.name in ("mean_field", "full_rank", "low_rank")):
             # started at a fitted normal (start="laplace"): unscaled steps would shake the small-scale
             # coordinates off it, so the default optimizer's steps are scaled by the start's sds
             from .laplace import scaled_optimizer
