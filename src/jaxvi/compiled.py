@@ -105,7 +105,7 @@ class CompiledModel:
     def batch_indices(self, key, shards: int = 1) -> list:
         """This step's row indices, one ``[shards, batch_size // shards]`` array per minibatch group."""
         groups = self._sampled_groups(shards)
-        return [jax.random.randint(_index_key(k), (s, g.batch_size // s), 0, g.n_rows // s)
+        return [jax.random.randint(k, (s, g.batch_size // s), 0, g.n_rows // s)
                 for (g, s), k in zip(groups, jax.random.split(key, max(len(groups), 1)))]
 
     def gather_batch(self, data, indices: list, shards: int = 1) -> dict:
@@ -337,15 +337,6 @@ class MinibatchGroup:
     def __repr__(self):
         return f"MinibatchGroup(rows={self.n_rows}, batch={self.batch_size}, arrays={len(self.nodes)})"
 
-
-def _index_key(key):
-    """A key for a step's minibatch indices: XLA's RngBitGenerator seeded from ``key``.
-
-    Drawing the indices with threefry costs about as much as the rest of a small model's step
-    (two threefry blocks per index); the bit generator seeded by four threefry words gives the same
-    uniform, reproducible rows at a third of the cost.
-    """
-    return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="unsafe_rbg")
 
 
 def _minibatch_groups(roots) -> list[MinibatchGroup]:
