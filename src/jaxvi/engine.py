@@ -142,8 +142,9 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
     Step ``t0 + i`` gets its randomness from ``step_key(key, t0 + i)``, so a fit gives the same
     numbers however the host splits it into chunks (and after a resume).  ``step`` is
     ``step(params, opt_state, rand, batch)`` where ``rand`` is that key, or, with ``draw``, the
-    noise ``draw(params, key)``: the noise of a block of steps is then drawn in one vectorised call
-    before the block runs (much cheaper on CPU than one small PRNG call per step).
+    noise ``draw(params, key)`` (which may use ``params`` for shapes and dtypes only): the noise of a
+    block of steps is then drawn in one vectorised call before the block runs (much cheaper on CPU
+    than one small PRNG call per step).
 
     With ``per_step``, step ``i`` of the chunk sees ``per_step(batch, i)`` instead of ``batch``
     (streamed data: ``batch`` holds a stacked block of per-step batches).
@@ -172,7 +173,7 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
                 buf = jax.tree_util.tree_map(lambda x: jnp.zeros((block,) + x.shape, x.dtype), example)
                 return buf, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
 
-            def refill(i, state):
+            def refill(i, _):
                 # always a whole block, even near the chunk's end: one place in the program that draws
                 # (each PRNG draw site costs XLA about a second to compile), at the price of unused noise
                 steps = i + jnp.arange(block, dtype=i.dtype)
