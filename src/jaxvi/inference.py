@@ -116,14 +116,12 @@ class Inference:
                          "more_replacements", "total_grad_norm_constraint", "obj_n_mc"):
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
         n = _check_n(n)
-        optimizer = _DEFAULT_OPTIMIZER if obj_optimizer is None else get_optimizer(obj_optimizer)
-        if (obj_optimizer is None and getattr(self.approx, "start_info", None)
-                and self.approx.family.name in ("mean_field", "full_rank", "low_rank")):
-            # started at a fitted normal (start="laplace"): unscaled steps would shake the small-scale
-            # coordinates off it, so the default optimizer's steps are scaled by the start's sds
-            from .laplace import scaled_optimizer
+        if obj_optimizer is None:  # after start="laplace": scaled by the start's sds (laplace.default_optimizer)
+            from .laplace import default_optimizer
 
-            optimizer = scaled_optimizer(optimizer, self.approx)
+            optimizer = default_optimizer(_DEFAULT_OPTIMIZER, self.approx)
+        else:
+            optimizer = get_optimizer(obj_optimizer)
         if obj_n_mc is not None and (isinstance(obj_n_mc, bool) or not isinstance(obj_n_mc, (int, np.integer))):
             raise TypeError(f"obj_n_mc must be a positive integer (draws per step), got {obj_n_mc!r}")
         n_mc = self.default_obj_n_mc if obj_n_mc is None else int(obj_n_mc)
@@ -315,8 +313,8 @@ class ADVI(KLqp):
     family (mean-field, full-rank, low-rank) at a fitted normal -- the Laplace approximation at the mode
     found from one Pathfinder path, or that path's best normal (``jaxvi.laplace``); the fix for badly
     scaled or strongly correlated posteriors that ADVI from the initial point does not reach.  With such
-    a start, ``jaxvi.laplace.scaled_optimizer(opt, inference.approx)`` scales the optimizer's steps by
-    the start's sds.
+    a start the default optimizer's steps are scaled by the start's sds; pass your own optimizer through
+    ``jaxvi.laplace.scaled_optimizer(opt, inference.approx)`` for the same.
     """
 
     approximation = MeanField

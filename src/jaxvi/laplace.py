@@ -234,3 +234,16 @@ def scaled_optimizer(optimizer, approx):
         return jax.tree_util.tree_map(lambda u, s: u * s, updates, scales), state
 
     return optax.chain(optimizer, optax.GradientTransformation(lambda params: optax.EmptyState(), update))
+
+
+#: The families whose parameters ``parameter_scales`` knows how to scale.
+SCALED_FAMILIES = ("mean_field", "full_rank", "low_rank")
+
+
+def default_optimizer(optimizer, approx):
+    """What ``fit`` uses when no optimizer is given: ``optimizer`` scaled by ``scaled_optimizer`` when
+    ``approx`` of a normal family starts at a fitted normal (``start="laplace"``/``"pathfinder"``), whose
+    small-scale coordinates unscaled steps would shake off the start; ``optimizer`` itself otherwise."""
+    if getattr(approx, "start_info", None) and approx.family.name in SCALED_FAMILIES:
+        return scaled_optimizer(optimizer, approx)
+    return optimizer
