@@ -302,7 +302,7 @@ def score(pdb, name, ref, X) -> dict:
 # -- fitting ------------------------------------------------------------------------------------------------------
 def run_one(pdb, jv, name, method, draws, seed) -> dict:
     import optax
-    from jaxvi.inference import METHODS
+    from jaxvi.variational.inference import METHODS
 
     st = settings_for(method)
     cls = METHODS[method]
@@ -319,7 +319,7 @@ def run_one(pdb, jv, name, method, draws, seed) -> dict:
             schedule = optax.exponential_decay(st["lr_start"], st["n"], st["lr_end"] / st["lr_start"])
             kwargs["obj_optimizer"] = jv.adam(learning_rate=schedule)
             if st.get("scaled"):  # steps in units of the start's sds (jaxvi.laplace.scaled_optimizer)
-                from jaxvi.laplace import scaled_optimizer
+                from jaxvi.vi.starts import scaled_optimizer
 
                 kwargs["obj_optimizer"] = scaled_optimizer(kwargs["obj_optimizer"], inference.approx)
         if st["obj_n_mc"] is not None:
@@ -589,7 +589,7 @@ def main(argv=None):
 
     jv.enable_x64()
     import posteriordb as pdb
-    from jaxvi.inference import METHODS
+    from jaxvi.variational.inference import METHODS
 
     posteriors = args.posteriors or pdb.POSTERIORS
     wanted = args.methods or DEFAULT_METHODS + OPTIONAL_METHODS

@@ -36,7 +36,7 @@ model = build_model()
 def main():
     os.makedirs(OUT, exist_ok=True)
     results = {"ADVI": jv.fit(STEPS, model=model, random_seed=1, progressbar=False).sample(DRAWS, random_seed=2)}
-    if "svgd" in jv.inference.METHODS:
+    if "svgd" in jv.variational.inference.METHODS:
         approx = jv.fit(STEPS // 10, method="svgd", model=model, random_seed=3, progressbar=False)
         results["SVGD"] = approx.sample(DRAWS, random_seed=4)
     results["NUTS"] = jv.sample(draws=DRAWS, tune=max(DRAWS // 2, 100), chains=4, model=model, random_seed=5,

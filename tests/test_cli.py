@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from jaxvi.cli import main
-from jaxvi.commands import CommandError, load_model
+from jaxvi.faces.cli import main
+from jaxvi.faces.commands import CommandError, load_model
 
 MODEL = """
 import numpy as np
@@ -34,7 +34,7 @@ def test_help(command, words, capsys):
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "jaxvi.cli", "fit", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "jaxvi.faces.cli", "fit", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "usage: jaxvi fit" in out.stdout
 
 
@@ -83,7 +83,7 @@ def test_bad_counts_are_argparse_errors(capsys):
 
 
 def test_console_script_error_exit_code(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "jaxvi.cli", "fit", str(tmp_path / "nope.py")],
+    out = subprocess.run([sys.executable, "-m", "jaxvi.faces.cli", "fit", str(tmp_path / "nope.py")],
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().endswith("does not exist") and "Traceback" not in out.stderr
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jaxvi as jv
-from jaxvi.engine import compilations, structural_key
+from jaxvi.engine.loop import compilations, structural_key
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_persistent_compilation_cache_opt_out(tmp_path):
 def test_full_rank_unpacks_large_triangles_by_rows_to_the_same_matrix():
     import jax.numpy as jnp
 
-    from jaxvi.families import FullRankFamily
+    from jaxvi.vi.families import FullRankFamily
 
     for d in (FullRankFamily.SLICE_UNPACK_FROM - 1, FullRankFamily.SLICE_UNPACK_FROM + 50):
         rng = np.random.default_rng(d)

@@ -2,7 +2,7 @@
 
 import os
 
-from jaxvi.demo import run
+from jaxvi.faces.demo import run
 
 
 def test_demo_quick_runs_and_writes_plots(tmp_path):

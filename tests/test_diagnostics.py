@@ -9,7 +9,7 @@ from scipy import stats
 
 import jaxvi as jv
 from jaxvi import diagnostics
-from jaxvi.families import softplus_inverse
+from jaxvi.vi.families import softplus_inverse
 
 Y8 = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SIGMA8 = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])

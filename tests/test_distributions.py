@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpyro.distributions as npd
 
 import jaxvi as jv
-from jaxvi.transforms import diag_indices
+from jaxvi.model.transforms import diag_indices
 
 RTOL = 1e-6
 ATOL = 1e-9

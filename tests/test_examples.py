@@ -46,7 +46,7 @@ def test_example_runs_as_a_script(name, small, capsys):
 
 
 def test_example_defines_model_for_the_command_line():
-    from jaxvi.commands import load_model
+    from jaxvi.faces.commands import load_model
 
     for name in SCRIPTS:
         model = load_model(EXAMPLES / f"{name}.py")
@@ -54,8 +54,8 @@ def test_example_defines_model_for_the_command_line():
 
 
 def test_jaxvi_fit_on_an_example_writes_netcdf_csv_and_pngs(tmp_path, capsys):
-    from jaxvi.cli import main
-    from jaxvi.results import _arviz
+    from jaxvi.faces.cli import main
+    from jaxvi.results.inference_data import import_arviz as _arviz
 
     out = tmp_path / "fit"
     rc = main(["fit", str(EXAMPLES / "logistic_regression.py"), "--n", "500", "--draws", "200",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxvi as jv
-from jaxvi.graph import Apply, Constant
+from jaxvi.model.nodes import Apply, Constant
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 import jaxvi as jv
-from jaxvi.demo import mixture_model, mvnormal_model
+from jaxvi.faces.demo import mixture_model, mvnormal_model
 
 matplotlib.use("Agg")
 

@@ -7,8 +7,8 @@ import optax
 import pytest
 
 import jaxvi as jv
-from jaxvi.families import FullRankFamily, LowRankFamily, MeanFieldFamily
-from jaxvi.laplace import family_params, laplace_normal, parameter_scales, scaled_optimizer
+from jaxvi.vi.families import FullRankFamily, LowRankFamily, MeanFieldFamily
+from jaxvi.vi.starts import family_params, laplace_normal, parameter_scales, scaled_optimizer
 
 COV = np.array([[4.0, 1.9, 0.0], [1.9, 1.0, 0.1], [0.0, 0.1, 0.25]])
 MEAN = np.array([1.0, -2.0, 0.5])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jaxvi as jv
-from jaxvi.callbacks import loss_plateau
+from jaxvi.variational.callbacks import loss_plateau
 
 
 def _ar1(rng, n, phi=0.9):

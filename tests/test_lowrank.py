@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 import jaxvi as jv
-from jaxvi.families import FAMILIES, LowRankFamily
+from jaxvi.vi.families import FAMILIES, LowRankFamily
 
 
 def _random_params(d, k, seed=0):

@@ -135,13 +135,13 @@ def test_minibatch_argument_errors():
 
 def test_device_rows_converts_once_into_a_private_array():
     src = np.random.default_rng(3).normal(size=(1000, 4))  # float64 in, JAX's default float out
-    rows = jv.data.device_rows(src)
+    rows = jv.model.variables.device_rows(src)
     assert rows.dtype == jax.dtypes.canonicalize_dtype(np.float64) and rows.shape == (1000, 4)
     np.testing.assert_array_equal(np.asarray(rows), src.astype(rows.dtype))
     src[:] = 0.0  # the device array never aliases the caller's array
     assert np.abs(np.asarray(rows)).sum() > 0
     f32 = np.ones((10, 2), np.float32)
-    same = jv.data.device_rows(f32)
+    same = jv.model.variables.device_rows(f32)
     f32[:] = 5.0
     np.testing.assert_array_equal(np.asarray(same), 1.0)
     xb = jv.Minibatch(np.arange(20.0), batch_size=5)

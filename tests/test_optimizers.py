@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pathlib
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,19 +9,7 @@ import optax
 import pytest
 
 
-def _load_optimizers():
-    try:
-        return importlib.import_module("jaxvi.optimizers")
-    except Exception:  # pragma: no cover - package __init__ temporarily broken
-        path = pathlib.Path(__file__).resolve().parents[1] / "src" / "jaxvi" / "optimizers.py"
-        spec = importlib.util.spec_from_file_location("_jaxvi_optimizers_standalone", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-opt = _load_optimizers()
+from jaxvi.vi import optimizers as opt  # noqa: E402
 
 N_STEPS = 5
 SHAPES = {"a": (3,), "b": (2, 2)}

@@ -15,8 +15,8 @@ import pytest
 from scipy import stats
 
 import jaxvi as jv
-from jaxvi import flows, stein
-from jaxvi.demo import mixture_model, mvnormal_model
+from jaxvi.vi import flows, stein
+from jaxvi.faces.demo import mixture_model, mvnormal_model
 
 W, MU, SD = np.array([0.2, 0.8]), np.array([-0.3, 0.5]), np.array([0.1, 0.1])
 E_X2 = float(np.sum(W * (MU**2 + SD**2)))

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 import jaxvi as jv
-from jaxvi.pathfinder import BFGSNormalFamily, bfgs_normal_params, diagonal_update
+from jaxvi.vi.pathfinder import BFGSNormalFamily, bfgs_normal_params, diagonal_update
 
 
 
@@ -75,7 +75,7 @@ def test_single_path_is_a_normal_with_density_and_survives_overflowing_steps(x64
         lam = jv.Gamma("lam", alpha=2.0, beta=1.0)
         jv.Poisson("y", lam, observed=y)
         approx = jv.fit(method="pathfinder", inf_kwargs={"num_paths": 1}, random_seed=2)
-    assert isinstance(approx, jv.pathfinder.PathfinderApproximation)
+    assert isinstance(approx, jv.variational.approximations.PathfinderApproximation)
     post = stats.gamma(2.0 + y.sum(), scale=1 / (1.0 + len(y)))
     draws = approx.sample(4000, random_seed=0).posterior["lam"].values.ravel()
     # one path picks its iterate by a 25-draw ELBO estimate: within half a posterior sd
@@ -91,7 +91,7 @@ def test_badly_scaled_regression_falls_back_to_steepest_descent(x64):
     """Regression on the scale of IQ scores from beta = 0 (log p about -3e5, gradients about 6e5): after the
     first step the quasi-Newton direction has no acceptable step; the path used to stop there (2 iterations,
     far from the mode).  The steepest-descent retry lets L-BFGS go on to the posterior."""
-    from jaxvi.pathfinder import single_path
+    from jaxvi.vi.pathfinder import single_path
 
     rng = np.random.default_rng(0)
     x = rng.normal(100, 15, size=400)

@@ -224,7 +224,7 @@ DRAWS = 4_000
 def fullrank_fit(request):
     import optax
 
-    from jaxvi.laplace import scaled_optimizer
+    from jaxvi.vi.starts import scaled_optimizer
 
     name = request.param
     ref = _ref(name)

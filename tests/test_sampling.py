@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import jaxvi as jv
-from jaxvi import demo
-from jaxvi.sampling import (INIT_METHODS, _initial_points, sample, sample_posterior_predictive,
-                            sample_prior_predictive)
+from jaxvi.faces import demo
+from jaxvi.results.mcmc import INIT_METHODS, _initial_points
+from jaxvi.results.predictive import sample_posterior_predictive, sample_prior_predictive
+from jaxvi.variational.sampling import sample
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)

@@ -5,8 +5,8 @@ import optax
 import pytest
 
 import jaxvi as jv
-from jaxvi.data import _RowOrder, _stream_blocks
-from jaxvi.compiled import MinibatchGroup
+from jaxvi.engine.feeding import _RowOrder, _stream_blocks
+from jaxvi.model.compiled import MinibatchGroup
 
 N = 100_000
 SIGMA, TAU0 = 2.0, 10.0

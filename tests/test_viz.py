@@ -5,7 +5,7 @@ import pytest
 from scipy import integrate, optimize, stats
 
 import jaxvi as jv
-from jaxvi.viz import TARGETS, ManualVI
+from jaxvi.faces.viz import TARGETS, ManualVI
 
 
 def test_kl_matches_an_independent_integral():
@@ -92,7 +92,7 @@ def test_show_without_ipywidgets_says_how_to_install(monkeypatch):
 
 
 def test_svgd_animation_moves_particles_onto_the_target(tmp_path):
-    from jaxvi import viz
+    from jaxvi.faces import viz
 
     path = viz.svgd_trajectory("gaussian", n_particles=60, n_frames=40, steps_per_frame=10, step_size=0.1)
     assert path.shape == (40, 60, 2)

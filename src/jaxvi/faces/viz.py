@@ -43,8 +43,8 @@ def _student_t():
     from scipy import stats
 
     def build():
-        from .distributions import StudentT
-        from .model import Model
+        from jaxvi.model.distributions import StudentT
+        from jaxvi.model.context import Model
 
         with Model() as m:
             StudentT("x", nu=3.0, mu=0.0, sigma=1.0)
@@ -61,9 +61,9 @@ def _skewed():
     def build():
         import jax.scipy.special as jsp
 
-        from .distributions import Flat
-        from .graph import lift
-        from .model import Model, Potential
+        from jaxvi.model.distributions import Flat
+        from jaxvi.model.nodes import lift
+        from jaxvi.model.context import Model, Potential
 
         with Model() as m:
             x = Flat("x")
@@ -88,9 +88,9 @@ def _bimodal():
         return logsumexp(np.log(w) + stats.norm.logpdf(z, mu, sd), axis=-1)
 
     def build():
-        from ._config import floatX
-        from .distributions import NormalMixture
-        from .model import Model
+        from jaxvi.model.config import floatX
+        from jaxvi.model.distributions import NormalMixture
+        from jaxvi.model.context import Model
 
         with Model() as m:
             NormalMixture("x", w=floatX(w), mu=floatX(mu), sigma=floatX(sd))
@@ -110,8 +110,8 @@ def _sharp_beta():
         return a * _log_sigmoid(z) + b * _log_sigmoid(-z) - betaln(a, b)
 
     def build():
-        from .distributions import Beta
-        from .model import Model
+        from jaxvi.model.distributions import Beta
+        from jaxvi.model.context import Model
 
         with Model() as m:
             Beta("x", alpha=a, beta=b)
@@ -172,8 +172,8 @@ class ManualVI:
 
             import optax
 
-            from .inference import fit
-            from .optimizers import adam
+            from jaxvi.variational.inference import fit
+            from jaxvi.vi.optimizers import adam
 
             schedule = optax.exponential_decay(0.05, transition_steps=max(self.n_fit // 6, 1), decay_rate=0.5)
             with warnings.catch_warnings():  # a Gaussian misfits these targets on purpose: no k-hat warning
@@ -188,7 +188,7 @@ class ManualVI:
         """A matplotlib figure of the target, q = Normal(mean, exp(log_sd)) and jaxvi's optimum."""
         from scipy import stats
 
-        from .plots import _plt
+        from jaxvi.faces.plots import _plt
 
         plt = _plt()
         t = self.target
@@ -292,7 +292,7 @@ def svgd_trajectory(target: str = "banana", n_particles: int = 50, n_frames: int
     """
     import jax
 
-    from .stein import stein_direction
+    from jaxvi.vi.stein import stein_direction
 
     targets = _svgd_targets()
     if target not in targets:

@@ -36,7 +36,7 @@ class CommandError(Exception):
 
 def vi_methods() -> list[str]:
     """The variational methods ``jv.fit`` accepts by name."""
-    from .inference import METHODS
+    from jaxvi.variational.inference import METHODS
 
     return sorted(METHODS)
 
@@ -48,7 +48,7 @@ def _check_methods(methods, allowed, hint=""):
 
 
 def _model_from(value, path, what):
-    from .model import Model
+    from jaxvi.model.context import Model
 
     if isinstance(value, Model):
         return value
@@ -65,7 +65,7 @@ def _model_from(value, path, what):
 
 def load_model(path):
     """Run the model file ``path`` and return its model (see the module docstring for the rule)."""
-    from .model import Model
+    from jaxvi.model.context import Model
 
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -109,9 +109,9 @@ def _out_dir(out, path, command):
 
 
 def _summary(idata, kind="stats"):
-    from .results import _arviz
+    from jaxvi.results.inference_data import import_arviz
 
-    az = _arviz()
+    az = import_arviz()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return az.summary(idata, kind=kind, round_to=4)
@@ -139,7 +139,7 @@ def _use_agg():
 
 
 def _fit_vi(model, method, n, draws, seed, progressbar):
-    from .inference import fit
+    from jaxvi.variational.inference import fit
 
     t0 = time.perf_counter()
     approx = fit(n, method=method, model=model, random_seed=seed, progressbar=progressbar)
@@ -154,7 +154,7 @@ def fit_command(path, method="advi", n=20000, draws=1000, seed=0, out=None, prog
     model = load_model(path)
     out = _out_dir(out, path, "fit")
     _use_agg()
-    from .plots import plot_compare, plot_hist
+    from jaxvi.faces.plots import plot_compare, plot_hist
 
     approx, idata, seconds = _fit_vi(model, method, n, draws, seed, progressbar)
     files = {"posterior": os.path.join(out, "posterior.nc"), "summary": os.path.join(out, "summary.csv"),
@@ -200,8 +200,8 @@ def compare_command(path, methods=("advi", "fullrank_advi", "nuts"), n=20000, dr
     _use_agg()
     import pandas as pd
 
-    from .plots import plot_compare
-    from .sampling import sample
+    from jaxvi.faces.plots import plot_compare
+    from jaxvi.variational.sampling import sample
 
     results, tables = {}, []
     for i, method in enumerate(methods):

@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .graph import Apply, Node, _canonical_array, as_node
+from jaxvi.model.nodes import Node, _canonical_array, as_node
+from jaxvi.model.variables import (DataNode, DeterministicNode, FreeRV, MinibatchNode, ObservedRV, PotentialNode,
+                                   RandomVariable, device_rows)
 
 __all__ = [
     "Model", "modelcontext", "Data", "set_data", "Deterministic", "Potential",
@@ -267,15 +269,12 @@ class Model:
     # -- evaluation helpers (delegating to the compiled model) ---------------------------------
     def compile(self):
         """The model as pure JAX functions on a flat unconstrained vector (cached)."""
-        from ._config import use_default_compilation_cache
-        from .compiled import CompiledModel
+        from jaxvi.model.config import use_default_compilation_cache
+        from jaxvi.model.compiled import CompiledModel
 
         root = self.root
         if root._compiled is None:
             use_default_compilation_cache()  # JAX's persistent cache in the user cache folder (opt-out)
-            from .results import preload_arviz
-
-            preload_arviz()  # needed by every result; imported while XLA compiles
             root._compiled = CompiledModel(root)
         return root._compiled
 
@@ -348,66 +347,8 @@ def _checked_array(name: str, value, allow_nan: bool = False) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Leaves and named nodes
+# User-facing constructors
 # ---------------------------------------------------------------------------------------------
-class DataNode(Node):
-    """A data leaf whose value lives in the model's data store under ``key``."""
-
-    def __init__(self, key: str, model: Model, name: str | None = None):
-        self.key = key
-        self.model = model.root
-        value = self.model._data_store[key]
-        super().__init__(value.shape, value.dtype, name=name)
-
-    @property
-    def shape(self):
-        return tuple(self.model._data_store[self.key].shape)
-
-    def get_value(self) -> np.ndarray:
-        return np.asarray(self.model._data_store[self.key])
-
-
-class MinibatchNode(Node):
-    """Random rows of a large array: ``batch_size`` rows during a fit, all the rows elsewhere.
-
-    Its shape is the batch's.  Outside a fit (sampling, predictive draws, ``sample_node``) it
-    evaluates to the full array (``value``).  Minibatch nodes with the same number of rows and
-    batch size share one row-index stream in a fit, so separate ``jv.Minibatch`` calls stay aligned.
-    ``streamed`` sources (NumPy memory-maps, ``jv.data.NpyDataset``) are read from disk by the
-    host during the fit instead of being copied to the device.
-    """
-
-    _counter = iter(range(1 << 62))
-
-    def __init__(self, source, batch_size: int, n_rows: int, process_local: bool = False):
-        self.source = source
-        self.batch_size = int(batch_size)
-        self.n_rows = int(n_rows)  # all the rows (over every process of a multi-host run)
-        self.process_local = process_local
-        self.streamed = isinstance(source, np.memmap) or hasattr(source, "read_rows")
-        self.key = f"__minibatch_{next(MinibatchNode._counter)}__"
-        self._value = None
-        dtype = jax.dtypes.canonicalize_dtype(source.dtype)
-        super().__init__((self.batch_size, *source.shape[1:]), dtype)
-
-    @property
-    def value(self) -> jax.Array:
-        """The full array on the device (loaded once; for a streamed source this reads it all)."""
-        if self._value is None:
-            from .data import device_rows  # one host copy; see its docstring
-
-            self._value = device_rows(self.source)
-        return self._value
-
-    def _label(self) -> str:
-        return f"<Minibatch of {self.n_rows} rows, batch {self.batch_size}>"
-
-
-def _canonical_rows(source) -> np.ndarray:
-    arr = np.asarray(source)
-    return arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype), copy=False)
-
-
 def Minibatch(*arrays, batch_size: int = 128):
     """Random minibatches of rows: ``X_mb, y_mb = jv.Minibatch(X, y, batch_size=500)``.
 
@@ -430,8 +371,6 @@ def Minibatch(*arrays, batch_size: int = 128):
         if isinstance(a, Node):
             raise TypeError(f"{what}: pass the data array itself (a NumPy array or memory-map), not a model variable")
         if not (isinstance(a, np.memmap) or hasattr(a, "read_rows") or isinstance(a, jax.Array)):
-            from .data import device_rows
-
             _checked_array(what, np.asarray(a).flat[:1])  # the dtype checks, on one value
             a = device_rows(a)  # the one converted copy, straight to the device (data.device_rows)
             _checked_array(what, np.asarray(a))  # NaN/inf check on it (np.asarray of a CPU array: a view)
@@ -451,71 +390,7 @@ def Minibatch(*arrays, batch_size: int = 128):
     return nodes[0] if len(nodes) == 1 else nodes
 
 
-class RandomVariable(Node):
-    """A named random variable: its distribution spec, model and dims."""
 
-    is_observed = False
-
-    def __init__(self, name, spec, model: Model, dims=None):
-        super().__init__(spec.shape, spec.dtype, name=name)
-        self.spec = spec
-        self.model = model
-        self.dims = dims
-        self.inputs = tuple(spec.nodes())
-
-    @property
-    def distribution(self) -> str:
-        return self.spec.cls.__name__
-
-
-class FreeRV(RandomVariable):
-    """A latent variable; its value is the transform of a slice of the flat unconstrained vector."""
-
-    def __init__(self, name, spec, model, dims=None, transformed=True, initval=None):
-        super().__init__(name, spec, model, dims)
-        self.transformed = transformed and spec.suffix is not None
-        self.value_name = f"{name}_{spec.suffix}__" if self.transformed else name
-        self.unconstrained_shape = spec.unconstrained_shape if self.transformed else spec.shape
-        self.initval = initval
-
-
-class ObservedRV(RandomVariable):
-    """A likelihood term: the distribution evaluated at observed data (a data or expression node)."""
-
-    is_observed = True
-
-    def __init__(self, name, spec, model, observed: Node, total_size=None, dims=None):
-        super().__init__(name, spec, model, dims)
-        self.observed = observed
-        self.total_size = total_size
-        self.inputs = (*self.inputs, observed)
-        self._dtype = observed.dtype
-
-    @property
-    def shape(self):
-        return self.observed.shape
-
-
-class DeterministicNode(Apply):
-    """A named expression recorded in the posterior samples."""
-
-    def __init__(self, name: str, expr: Node, dims=None):
-        super().__init__(lambda x: x, [expr], label="Deterministic")
-        self.name = name
-        self.dims = dims
-
-
-class PotentialNode(Apply):
-    """A named expression added to the model's log-density."""
-
-    def __init__(self, name: str, expr: Node):
-        super().__init__(lambda x: x, [expr], label="Potential")
-        self.name = name
-
-
-# ---------------------------------------------------------------------------------------------
-# User-facing constructors
-# ---------------------------------------------------------------------------------------------
 def Data(name: str, value, *, dims=None, coords=None, model: Model | None = None, mutable=None, **kwargs) -> DataNode:
     """Named data that can be replaced later with :func:`set_data` (for predictions)."""
     if kwargs:

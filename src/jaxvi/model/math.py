@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 
-from .graph import lift
+from jaxvi.model.nodes import lift
 
 __all__ = [
     "invlogit", "expit", "logit", "sigmoid", "softplus", "log1pexp", "log1mexp", "logsumexp", "dot",

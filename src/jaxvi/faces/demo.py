@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-from . import math as jm
-from ._config import floatX
-from .distributions import Bernoulli, HalfNormal, MvNormal, Normal, NormalMixture
-from .model import Deterministic, Model
+from jaxvi.model import math as jm
+from jaxvi.model.config import floatX
+from jaxvi.model.distributions import Bernoulli, HalfNormal, MvNormal, Normal, NormalMixture
+from jaxvi.model.context import Deterministic, Model
 
 __all__ = ["seed_models", "run"]
 
@@ -103,11 +103,12 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .callbacks import CheckParametersConvergence, Tracker
-    from .inference import ADVI, fit
-    from .optimizers import adam, sgd
-    from .plots import plot_compare, plot_hist, plot_tracker
-    from .sampling import sample, sample_posterior_predictive
+    from jaxvi.variational.callbacks import CheckParametersConvergence, Tracker
+    from jaxvi.variational.inference import ADVI, fit
+    from jaxvi.vi.optimizers import adam, sgd
+    from jaxvi.faces.plots import plot_compare, plot_hist, plot_tracker
+    from jaxvi.results.predictive import sample_posterior_predictive
+    from jaxvi.variational.sampling import sample
 
     os.makedirs(out_dir, exist_ok=True)
     scale = 10 if quick else 1  # quick mode cuts MCMC and draws; VI steps are cheap once compiled
@@ -201,8 +202,8 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     out("== 5. The mixture again: SVGD (1000 particles) and a normalizing flow (NFVI, 'nsf*2') ==")
     import optax
 
-    from .inference import NFVI
-    from .math import sin
+    from jaxvi.variational.inference import NFVI
+    from jaxvi.model.math import sin
 
     with model:
         svgd = fit(300, method="svgd", inf_kwargs=dict(n_particles=1000), obj_optimizer=sgd(learning_rate=0.01),

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpyro.distributions as npd
 from numpyro.distributions import constraints as C
 
-from .base import Continuous, DistSpec, Static
-from .continuous import Normal, _sigma
+from jaxvi.model.distributions.base import Continuous, DistSpec, Static
+from jaxvi.model.distributions.continuous import Normal, _sigma
 
 __all__ = ["Mixture", "NormalMixture", "GaussianRandomWalk"]
 

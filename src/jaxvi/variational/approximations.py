@@ -15,17 +15,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._config import prng_key
-from .compiled import CompiledModel, _point_value
-from .families import FAMILIES, FullRankFamily, GroupedFamily, LowRankFamily, MeanFieldFamily, ParticlesFamily
-from .flows import FlowFamily, is_flow_spec
-from .stein import importance_resampled_start
-from .graph import as_node
-from .model import Model, modelcontext
-from .results import to_inference_data, values_fn
-from . import diagnostics
+from jaxvi.model.config import prng_key
+from jaxvi.model.compiled import CompiledModel, point_value
+from jaxvi.vi.families import FAMILIES, FullRankFamily, GroupedFamily, LowRankFamily, MeanFieldFamily, ParticlesFamily
+from jaxvi.vi.flows import FlowFamily, is_flow_spec
+from jaxvi.vi.pathfinder import BFGSNormalFamily
+from jaxvi.vi.stein import importance_resampled_start
+from jaxvi.model.nodes import as_node
+from jaxvi.model.context import Model, modelcontext
+from jaxvi.results.inference_data import preload_arviz, to_inference_data, values_fn
+from jaxvi.results import diagnostics
 
-__all__ = ["Approximation", "MeanField", "FullRank", "LowRank", "Empirical", "NormalizingFlow", "Group", "LiveValue", "load", "sample_approx"]
+__all__ = ["Approximation", "MeanField", "FullRank", "LowRank", "Empirical", "NormalizingFlow", "PathfinderApproximation", "Group", "LiveValue", "load", "sample_approx"]
 
 
 class LiveValue(np.ndarray):
@@ -73,6 +74,7 @@ class Approximation:
         if isinstance(groups, Model):  # Approximation(model) as well as Approximation([groups], model)
             groups, model = None, groups if model is None else model
         self.model = modelcontext(model, what=f"a {type(self).__name__} approximation")
+        preload_arviz()  # every result needs arviz; imported while XLA compiles
         self.cm: CompiledModel = self.model.compile()
         if self.cm.size == 0:
             raise ValueError("the model has no free variables to approximate")
@@ -90,7 +92,7 @@ class Approximation:
 
     def _init_params(self, start, start_sigma):
         if isinstance(start, str):  # "laplace" / "pathfinder": a fitted normal as the start (jaxvi.laplace)
-            from .laplace import start_params
+            from jaxvi.vi.starts import start_params
 
             return start_params(self, start, start_sigma)
         return self.family.init(self._start_flat(start), self._start_sigma(start_sigma))
@@ -129,7 +131,7 @@ class Approximation:
             rv = next((r for r in cm.free_rvs if key in (r.name, r.value_name)), None)
             if rv is None:
                 raise KeyError(f"start_sigma: {key!r} is not a free variable of the model")
-            value = np.asarray(_point_value(key, value, rv.unconstrained_shape, cm.dtype, prefix="start_sigma: "))
+            value = np.asarray(point_value(key, value, rv.unconstrained_shape, cm.dtype, prefix="start_sigma: "))
             if not np.all(value > 0):
                 raise ValueError(f"start_sigma: the sigma of {key!r} must be positive, got {value}")
             sigma[rv.value_name] = value
@@ -214,7 +216,7 @@ class Approximation:
         else:
             flat = self.sample_flat(draws, random_seed)
         if not return_inferencedata:
-            from .results import posterior_values
+            from jaxvi.results.inference_data import posterior_values
 
             return posterior_values(self.cm, flat)
         if self.khat is not None:
@@ -420,6 +422,22 @@ class NormalizingFlow(Approximation):
 
     def _init_kwargs(self):
         return {"flow": self.family.flow}
+
+
+class PathfinderApproximation(Approximation):
+    """The best single-path Pathfinder normal (a BFGSNormalFamily approximation with a density)."""
+
+    family = BFGSNormalFamily
+
+    def __init__(self, model: Model | None = None, params=None, random_seed=None):
+        super().__init__(model=model, random_seed=random_seed)
+        if params is not None:
+            self.vparams = params
+
+    def _init_params(self, start, start_sigma):
+        d, dtype = self.cm.size, self.cm.dtype
+        return {"mu": self._start_flat(start), "alpha": jnp.ones(d, dtype), "Q": jnp.eye(d, 1, dtype=dtype),
+                "L": jnp.eye(1, dtype=dtype)}
 
 
 class Group:

@@ -11,7 +11,6 @@ import importlib
 import os
 import sys
 import threading
-from functools import lru_cache
 
 import warnings
 from importlib.metadata import version
@@ -20,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .compiled import CompiledModel
+from jaxvi.model.compiled import CompiledModel
 
-__all__ = ["to_inference_data", "posterior_values", "make_inference_data", "ARVIZ_MAJOR"]
+__all__ = ["to_inference_data", "posterior_values", "make_inference_data", "import_arviz", "preload_arviz", "ARVIZ_MAJOR"]
 
 ARVIZ_MAJOR = int(version("arviz").split(".")[0])
 
@@ -36,7 +35,7 @@ def preload_arviz() -> None:
     arviz (with the matplotlib and scipy.stats it pulls in) takes 1-2 s to import, and every fit
     needs it soon after (k-hat, InferenceData).  Started when a model is first compiled, the
     import runs on the other core while XLA compiles and the fit runs, which release the GIL;
-    ``_arviz()`` then finds it done (or waits for it through Python's import lock).
+    ``import_arviz()`` then finds it done (or waits for it through Python's import lock).
     """
     if _PRELOAD or "arviz" in sys.modules or os.environ.get("JAXVI_PRELOAD_ARVIZ", "1") == "0":
         return
@@ -46,7 +45,7 @@ def preload_arviz() -> None:
     thread.start()
 
 
-def _arviz():
+def import_arviz():
     """arviz, imported on first use (it costs about a second at start-up)."""
     with warnings.catch_warnings():  # arviz 0.2x announces its refactor on import
         warnings.simplefilter("ignore", FutureWarning)
@@ -55,10 +54,10 @@ def _arviz():
     return arviz
 
 
-@lru_cache(maxsize=64)
 def values_fn(cm: CompiledModel, nodes: tuple):
     """Compiled ``(flat_draws[n, size], batch) -> [values of each node, n leading]`` (cached per node set)."""
-    return jax.jit(jax.vmap(lambda flat, batch: cm.evaluate(list(nodes), flat, batch), in_axes=(0, None)))
+    return cm.cached(("values", nodes), lambda: jax.jit(jax.vmap(lambda flat, batch: cm.evaluate(list(nodes), flat, batch),
+                                                                 in_axes=(0, None))))
 
 
 def posterior_values(cm: CompiledModel, flat_draws, var_names=None, batch=None, chunk: int = 4096) -> dict:
@@ -97,7 +96,7 @@ def make_inference_data(model, groups: dict[str, dict], attrs: dict | None = Non
     names = [n for g in groups.values() for n in g]
     coords, dims = _coords_dims(model, names)
     groups = {g: v for g, v in groups.items() if v}
-    az = _arviz()
+    az = import_arviz()
     if ARVIZ_MAJOR >= 1:  # pragma: no cover - depends on the installed arviz
         idata = az.from_dict(groups, coords=coords, dims=dims)
     else:

@@ -64,9 +64,7 @@ def draws_per_chunk(values: int, draws: int) -> int:
 
 
 def _ratio_fn(cm, family, draws: int, chunk: int):
-    cache = cm.__dict__.setdefault("_diagnostics_cache", {})
-    key = (family, int(draws), int(chunk))
-    if key not in cache:
+    def build():
         def logp(z, batch):
             if chunk >= draws:
                 return jax.vmap(cm.logp, in_axes=(0, None))(z, batch)
@@ -78,8 +76,9 @@ def _ratio_fn(cm, family, draws: int, chunk: int):
             lr = logp(z, batch) - logq
             return z, jnp.where(jnp.isnan(lr), -jnp.inf, lr)
 
-        cache[key] = jax.jit(ratios)
-    return cache[key]
+        return jax.jit(ratios)
+
+    return cm.cached(("log_ratios", family, int(draws), int(chunk)), build)
 
 
 def log_importance_ratios(cm, family, params, key, draws: int = KHAT_DRAWS, batch=None):

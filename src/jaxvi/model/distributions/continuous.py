@@ -9,8 +9,8 @@ import numpyro.distributions as npd
 from numpyro.distributions import constraints as C
 from numpyro.distributions.util import promote_shapes, validate_sample
 
-from ..graph import Node
-from .base import Continuous
+from jaxvi.model.nodes import Node
+from jaxvi.model.distributions.base import Continuous
 
 __all__ = [
     "Normal", "HalfNormal", "Cauchy", "HalfCauchy", "StudentT", "HalfStudentT", "Laplace", "Logistic",

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .families import standard_normal_log_prob
+from jaxvi.vi.families import standard_normal_log_prob
 
 __all__ = ["FlowFamily", "parse_flow", "LAYERS", "is_flow_spec"]
 

@@ -74,11 +74,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     progressbar = not args.no_progress
     if args.command == "demo":
-        from .demo import run
+        from jaxvi.faces.demo import run
 
         run(out_dir=args.out, quick=args.quick, progressbar=progressbar)
         return 0
-    from .commands import CommandError, compare_command, fit_command
+    from jaxvi.faces.commands import CommandError, compare_command, fit_command
 
     common = dict(n=args.n, draws=args.draws, seed=args.seed, out=args.out, progressbar=progressbar)
     try:

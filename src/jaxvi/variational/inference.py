@@ -15,16 +15,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import diagnostics, engine
-from .callbacks import PlateauRule
-from .data import Feeding, make_mesh
-from .approximations import Approximation, Empirical, FullRank, LowRank, MeanField, NormalizingFlow, _key
-from .model import Model, modelcontext
-from .objectives import kl_qp
-from .stein import get_estimator, get_kernel, implicit_objective
-from .optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
+from jaxvi.results import diagnostics
+from jaxvi.engine import loop as engine
+from jaxvi.variational.callbacks import PlateauRule
+from jaxvi.engine.feeding import Feeding, make_mesh
+import warnings
 
-__all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "fit", "METHODS"]
+from jaxvi.model.config import prng_key
+from jaxvi.variational.approximations import (Approximation, Empirical, FullRank, LowRank, MeanField, NormalizingFlow,
+                                              PathfinderApproximation, _key)
+from jaxvi.vi.pathfinder import STATUS, single_path
+from jaxvi.model.context import Model, modelcontext
+from jaxvi.vi.objectives import kl_qp
+from jaxvi.vi.stein import get_estimator, get_kernel, implicit_objective
+from jaxvi.vi.optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
+
+__all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "fit", "pathfinder",
+           "METHODS"]
 
 DEFAULT_CHUNK = 10000  # most steps per compiled call; the host shortens chunks to ~0.25 s of work
 _DEFAULT_OPTIMIZER = adagrad_window()
@@ -74,7 +81,7 @@ class Inference:
     def _prepare(self, optimizer, n_mc, clip):
         """Get the compiled runner (shared through the compiled model's cache) and a fresh optimizer state."""
         tx = with_grad_norm_clip(optimizer, clip)
-        cache = self.approx.cm.__dict__.setdefault("_runner_cache", {})
+        cache = self.approx.cm.cached(("runners",), dict)
         feeding = self._feeding or Feeding(self.approx.cm)
         rule = self._stop_rule  # fit(stop_on_convergence=...): a PlateauRule whose state rides in opt_state
         config = (*self._config(), engine.structural_key(optimizer), n_mc, clip, feeding.config, rule and rule.config)
@@ -117,7 +124,7 @@ class Inference:
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
         n = _check_n(n)
         if obj_optimizer is None:  # after start="laplace": scaled by the start's sds (laplace.default_optimizer)
-            from .laplace import default_optimizer
+            from jaxvi.vi.starts import default_optimizer
 
             optimizer = default_optimizer(_DEFAULT_OPTIMIZER, self.approx)
         else:
@@ -431,8 +438,122 @@ class NFVI(KLqp):
         super().__init__(approx, beta=beta, stick_the_landing=stick_the_landing, random_seed=random_seed)
 
 
+class Pathfinder(Inference):
+    """Pathfinder as an inference method: ``Pathfinder(model).fit()`` (or ``jv.fit(method="pathfinder")``).
+
+    ``num_paths`` (default 4) paths start from the model's initial point with uniform(-init_jitter,
+    init_jitter) jitter in unconstrained space (starts with a non-finite log-density or gradient
+    are re-jittered).  One path gives a ``PathfinderApproximation`` (normal, with a density);
+    several give an ``Empirical`` of ``num_draws`` draws resampled with PSIS weights from the
+    pooled ``draws_per_path`` draws of each path (``importance=False``: resampled uniformly).
+    After ``fit``: ``approx.hist`` is the -ELBO per L-BFGS iteration of the best path, and
+    ``n_grad_evals`` (also on the approximation), ``n_logp_evals``, ``n_iters``, ``elbos``,
+    ``status``, ``khat`` (PSIS k-hat of the pooled draws) describe the run.  ``fit(n)`` caps the
+    L-BFGS iterations at min(n, max_iters).
+    """
+
+    model = None  # a plain attribute here (Inference reads it from its approximation)
+
+    def __init__(self, model: Model | None = None, random_seed=None, num_paths: int = 4, num_draws: int = 1000,
+                 draws_per_path: int = 1000, max_iters: int = 1000, history_size: int = 6,
+                 num_elbo_draws: int = 25, init_jitter: float = 2.0, importance: bool = True,
+                 rel_tol: float | None = None, grad_tol: float = 1e-8, max_linesearch_steps: int = 30,
+                 start=None):
+        for name, v in dict(num_paths=num_paths, num_draws=num_draws, draws_per_path=draws_per_path,
+                            max_iters=max_iters, history_size=history_size, num_elbo_draws=num_elbo_draws).items():
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"Pathfinder: {name} must be a positive integer, got {v!r}")
+        if not np.isfinite(init_jitter) or init_jitter < 0:
+            raise ValueError(f"Pathfinder: init_jitter must be a non-negative number, got {init_jitter!r}")
+        self.model = modelcontext(model, what="Pathfinder")
+        self.cm = self.model.compile()
+        if self.cm.size == 0:
+            raise ValueError("the model has no free variables to approximate")
+        self._key = prng_key(random_seed)
+        self._random_seed = random_seed
+        self.num_paths, self.num_draws, self.draws_per_path = int(num_paths), int(num_draws), int(draws_per_path)
+        self.init_jitter, self.importance, self.start = float(init_jitter), bool(importance), start
+        self.options = dict(max_iters=int(max_iters), history_size=int(history_size),
+                            num_elbo_draws=int(num_elbo_draws), num_draws=int(draws_per_path), rel_tol=rel_tol,
+                            grad_tol=float(grad_tol), max_linesearch_steps=int(max_linesearch_steps))
+        self.approx = None
+        self.n_grad_evals = self.n_logp_evals = 0
+
+    @property
+    def hist(self) -> np.ndarray:
+        return self.approx.hist if self.approx is not None else np.zeros(0)
+
+    def _runner(self, options):
+        cm = self.cm
+
+        def build():
+            def run(x0s, keys, batch):
+                return jax.vmap(lambda x0, k: single_path(lambda z: cm.logp(z, batch), x0, k, **options))(x0s, keys)
+
+            return jax.jit(run)
+
+        return cm.cached(("pathfinder", tuple(sorted(options.items()))), build)
+
+    def _starts(self, key):
+        from jaxvi.results.mcmc import checked_initial_points
+
+        base = Approximation._start_flat(self, self.start)  # uses only self.cm
+        noise = jax.random.uniform(key, (self.num_paths, self.cm.size), self.cm.dtype, -1.0, 1.0)
+        x0s = base + self.init_jitter * noise
+        return checked_initial_points(self.cm, x0s, self.cm.data, jax.random.fold_in(key, 1), self.init_jitter,
+                                       base, 20)
+
+    def fit(self, n: int | None = None, progressbar: bool = False, callbacks=None, **kwargs):
+        """Run the paths (``n``, if given, caps the L-BFGS iterations) and return the approximation."""
+        if kwargs:
+            raise TypeError(f"Pathfinder.fit(): unexpected keyword argument(s) {', '.join(kwargs)}; "
+                            "pass Pathfinder options via inf_kwargs")
+        options = dict(self.options)
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"Pathfinder: n (maximum L-BFGS iterations) must be a positive integer, got {n!r}")
+            options["max_iters"] = min(int(n), options["max_iters"])
+        self._key, k_start, k_run, k_resample = jax.random.split(self._key, 4)
+        x0s = self._starts(k_start)
+        out = self._runner(options)(x0s, jax.random.split(k_run, self.num_paths), self.cm.data)
+        out = jax.tree_util.tree_map(np.asarray, out)
+        best_elbo = out["best_elbo"]
+        if not np.isfinite(best_elbo).any():
+            raise FloatingPointError(
+                "Pathfinder: no path found a finite ELBO (the log-density was not finite along any L-BFGS path); "
+                "check the model or pass start=/init_jitter=")
+        self.elbos, self.n_iters, self.status = out["elbos"], out["n_iters"], [STATUS[s] for s in out["status"]]
+        self.n_grad_evals = int(out["n_grad_evals"].sum())
+        self.n_logp_evals = int(((out["n_iters"] + 1) * options["num_elbo_draws"]).sum()
+                                + self.num_paths * self.draws_per_path)
+        best = int(np.argmax(best_elbo))
+        hist = -out["elbos"][best, 1: out["n_iters"][best] + 1]  # iterations 1..n (none at the start point)
+        lr = out["log_ratios"].reshape(-1)
+        lw, khat = diagnostics.psis(lr)
+        if self.num_paths == 1:
+            params = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0]), out["params"])
+            approx = PathfinderApproximation(model=self.model, params=params, random_seed=self._random_seed)
+        else:
+            draws = out["draws"].reshape(-1, self.cm.size)
+            if not self.importance:
+                lw = np.where(np.isfinite(lr), 0.0, -np.inf)
+            chosen = np.asarray(diagnostics.importance_resample(k_resample, draws, lw, self.num_draws))
+            approx = Empirical(chosen, model=self.model, random_seed=self._random_seed)
+        approx.hist = hist
+        approx.khat, approx.khat_draws = khat, int(lr.size)
+        approx.n_grad_evals = self.n_grad_evals
+        approx.pathfinder = self
+        if khat > diagnostics.KHAT_THRESHOLD:
+            warnings.warn(diagnostics.khat_message(khat, "Pathfinder"), diagnostics.KhatWarning, stacklevel=2)
+        self.approx = approx
+        return approx
+
+    def refine(self, n: int, **kwargs):
+        raise NotImplementedError("Pathfinder has no refine(): call fit() again (with more max_iters or paths)")
+
+
 METHODS = {"advi": ADVI, "fullrank_advi": FullRankADVI, "lowrank_advi": LowRankADVI,
-           "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI}
+           "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI, "pathfinder": Pathfinder}
 
 
 def fit(n: int = 10000, method="advi", model: Model | None = None, random_seed=None, start=None,
@@ -458,3 +579,8 @@ def fit(n: int = 10000, method="advi", model: Model | None = None, random_seed=N
     return inference.fit(n, **kwargs)
 
 
+
+
+def pathfinder(model: Model | None = None, random_seed=None, **kwargs):
+    """``Pathfinder(model, random_seed, **kwargs).fit()``."""
+    return Pathfinder(model=model, random_seed=random_seed, **kwargs).fit()

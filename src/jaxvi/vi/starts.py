@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .families import FullRankFamily, LowRankFamily, MeanFieldFamily, softplus_inverse
+from jaxvi.vi.families import FullRankFamily, LowRankFamily, MeanFieldFamily, softplus_inverse
 
 __all__ = ["START_METHODS", "pathfinder_normal", "laplace_normal", "newton_mode", "gaussian_elbo",
            "family_params", "start_params"]
@@ -38,7 +38,7 @@ START_METHODS = ("laplace", "pathfinder")
 
 def pathfinder_normal(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, num_elbo_draws: int = 25):
     """(mean, cov, info) of the best normal along one Pathfinder path from ``x0``."""
-    from .pathfinder import BFGSNormalFamily, single_path
+    from jaxvi.vi.pathfinder import BFGSNormalFamily, single_path
 
     out = single_path(logp, x0, key, max_iters=max_iters, history_size=history_size,
                       num_elbo_draws=num_elbo_draws, num_draws=1)
@@ -178,14 +178,12 @@ def start_params(approx, start: str, start_sigma=None, key=None):
         raise ValueError(f"start={start!r} sets the covariance itself; start_sigma must be None")
     cm = approx.cm
     if key is None:
-        from ._config import prng_key
+        from jaxvi.model.config import prng_key
 
         key = jax.random.fold_in(prng_key(approx._random_seed if approx._random_seed is not None else 0), 7)
-    cache = cm.__dict__.setdefault("_laplace_start_cache", {})
-    if start not in cache:
-        fn = laplace_normal if start == "laplace" else pathfinder_normal
-        cache[start] = jax.jit(lambda x0, k, batch: fn(lambda z: cm.logp(z, batch), x0, k))
-    mean, cov, info = cache[start](cm.initial_point(), key, cm.data)
+    fn = laplace_normal if start == "laplace" else pathfinder_normal
+    normal = cm.cached(("start", start), lambda: jax.jit(lambda x0, k, batch: fn(lambda z: cm.logp(z, batch), x0, k)))
+    mean, cov, info = normal(cm.initial_point(), key, cm.data)
     if not (np.all(np.isfinite(np.asarray(mean))) and np.all(np.isfinite(np.asarray(cov)))):
         raise FloatingPointError(f"start={start!r}: the {start} normal is not finite (the log density is not "
                                  "finite along the L-BFGS path from the initial point); pass a start dict instead")

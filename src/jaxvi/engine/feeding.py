@@ -31,31 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["NpyDataset", "Feeding", "StreamFeed", "make_mesh", "device_rows"]
+__all__ = ["NpyDataset", "Feeding", "StreamFeed", "make_mesh"]
 
-
-def device_rows(source) -> jax.Array:
-    """``source`` as a JAX array of JAX's default dtype for it, made with a single host copy.
-
-    ``jnp.asarray`` of a float64 array costs three times its float32 size at peak (a converted
-    numpy copy, a staging copy and the device buffer).  On a CPU, ``jax.device_put`` of a numpy
-    array whose data are 64-byte aligned aliases it instead of copying, so the rows are
-    converted once into a private aligned buffer that becomes the device array: a 400,000 x 100
-    float64 data set then costs its float32 size (0.5x its bytes) on top of the caller's array.
-    The buffer is private (never the caller's array), so aliasing it is safe.
-    """
-    if isinstance(source, jax.Array) and source.dtype == jax.dtypes.canonicalize_dtype(source.dtype):
-        return source  # already a device array (e.g. made by jv.Minibatch)
-    arr = np.asarray(source)
-    dtype = np.dtype(jax.dtypes.canonicalize_dtype(arr.dtype))
-    nbytes = arr.size * dtype.itemsize
-    if nbytes == 0 or jax.default_backend() != "cpu":
-        return jnp.asarray(arr, dtype)
-    raw = np.empty(nbytes + 64, np.uint8)
-    start = -raw.ctypes.data % 64
-    out = raw[start:start + nbytes].view(dtype).reshape(arr.shape)
-    np.copyto(out, arr, casting="unsafe")
-    return jax.device_put(out)
 
 BLOCK_ROWS = 8192  # rows read contiguously (the unit shuffled per epoch)
 BLOCK_BYTES = 4 << 20  # a streamed chunk holds about this many bytes of batches
@@ -325,7 +302,7 @@ class Feeding:
         data = self.cm.fit_data()
         if self.mesh is None:
             return data
-        cache = self.cm.__dict__.setdefault("_placed_data", {})
+        cache = self.cm.cached(("placed_data",), dict)  # (name, mesh) -> (host value, placed value, mesh)
         nodes = {n.key: n for g in self.cm.minibatch_groups for n in g.nodes}
         out = {}
         for k, v in data.items():

@@ -7,10 +7,10 @@ import numpy as np
 import numpyro.distributions as npd
 from numpyro.distributions import constraints as C
 
-from ..graph import Node, lift
-from ..model import Deterministic
-from ..transforms import cholesky_cov_packed, diag_indices
-from .base import Continuous, DistSpec, Static
+from jaxvi.model.nodes import Node, lift
+from jaxvi.model.context import Deterministic
+from jaxvi.model.transforms import cholesky_cov_packed, diag_indices
+from jaxvi.model.distributions.base import Continuous, DistSpec, Static
 
 __all__ = ["MvNormal", "Dirichlet", "LKJCholeskyCov", "expand_packed_triangular"]
 

@@ -22,10 +22,10 @@ import numpy as np
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import validation_enabled
 
-from ..graph import Constant, Evaluator, Node, _aval, ancestors, as_node
-from ..model import (DataNode, FreeRV, MinibatchNode, Model, ObservedRV, RandomVariable, _as_dims, _checked_array,
-                     modelcontext)
-from ..transforms import biject_to, is_unconstrained, transform_suffix
+from jaxvi.model.nodes import Constant, Evaluator, Node, _aval, ancestors, as_node
+from jaxvi.model.variables import DataNode, FreeRV, MinibatchNode, ObservedRV, RandomVariable
+from jaxvi.model.context import Model, _as_dims, _checked_array, modelcontext
+from jaxvi.model.transforms import biject_to, is_unconstrained, transform_suffix
 
 __all__ = ["Distribution", "Continuous", "Discrete", "DistSpec", "Static"]
 
@@ -379,28 +379,6 @@ def _warn_minibatch_without_total_size(owner, spec, obs: Node):
         warnings.warn(f"{owner} is observed on a jv.Minibatch but has no total_size: its likelihood is "
                       "not scaled to the full data set; pass total_size=<number of rows>",
                       UserWarning, stacklevel=3)
-
-
-def total_size_scale(total_size, shape) -> float:
-    """PyMC's likelihood scaling: total_size / batch size along the axes total_size names."""
-    if total_size is None:
-        return 1.0
-    if isinstance(total_size, (int, np.integer)):
-        return float(total_size) / shape[0]
-    ts = list(total_size)
-    if Ellipsis in ts:
-        k = ts.index(Ellipsis)
-        head, tail = ts[:k], ts[k + 1:]
-    else:
-        head, tail = ts, []
-    coef = 1.0
-    for i, t in enumerate(head):
-        if t is not None:
-            coef *= t / shape[i]
-    for i, t in enumerate(tail):
-        if t is not None:
-            coef *= t / shape[len(shape) - len(tail) + i]
-    return coef
 
 
 def _outside_support(spec: DistSpec, value: np.ndarray, model: Model):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from .graph import ancestors
-from .model import DataNode, DeterministicNode, Model, ObservedRV, PotentialNode, RandomVariable, modelcontext
+from jaxvi.model.nodes import ancestors
+from jaxvi.model.context import DataNode, DeterministicNode, Model, ObservedRV, PotentialNode, RandomVariable, modelcontext
 
 __all__ = ["model_to_graphviz", "DOT_INSTALL_HINT"]
 

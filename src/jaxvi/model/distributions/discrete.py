@@ -8,8 +8,8 @@ import numpyro.distributions as npd
 from numpyro.distributions import constraints as C
 from numpyro.distributions.util import promote_shapes
 
-from .base import Discrete
-from .continuous import _one_of
+from jaxvi.model.distributions.base import Discrete
+from jaxvi.model.distributions.continuous import _one_of
 
 __all__ = ["Bernoulli", "Binomial", "BetaBinomial", "Poisson", "NegativeBinomial", "Categorical", "Geometric",
            "DiscreteUniform"]

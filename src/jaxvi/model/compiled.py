@@ -15,10 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.distribution import validation_enabled
 
-from .distributions.base import total_size_scale
-from .graph import Evaluator, Node, ancestors
-from .model import DataNode, FreeRV, MinibatchNode, Model, ObservedRV
-from .transforms import biject_to
+from jaxvi.model.nodes import Evaluator, Node, ancestors
+from jaxvi.model.variables import DataNode, FreeRV, MinibatchNode, ObservedRV, total_size_scale
+from jaxvi.model.transforms import biject_to
 
 __all__ = ["CompiledModel", "FlatLayout"]
 
@@ -59,7 +58,7 @@ class FlatLayout:
 class CompiledModel:
     """Pure functions of the model on the flat unconstrained vector (see module docstring)."""
 
-    def __init__(self, model: Model):
+    def __init__(self, model: "jaxvi.model.context.Model"):
         self.model = model.root
         self.free_rvs: list[FreeRV] = self.model.free_RVs
         self.observed_rvs: list[ObservedRV] = self.model.observed_RVs
@@ -76,6 +75,20 @@ class CompiledModel:
         self.logp_jit = jax.jit(self.logp, static_argnames=("jacobian",))
         self.logp_and_grad = jax.jit(jax.value_and_grad(self.logp))
         self._initial_jit = jax.jit(self._initial_point)
+        self._derived: dict = {}
+
+    def cached(self, key: tuple, build):
+        """What the floors above derive from this model (compiled runners, samplers, ...), built once by
+        ``build()`` and kept under ``key`` (a hashable tuple whose first item names the user).
+
+        The one cache of things derived from a compiled model: it lives and dies with the model, so a
+        dropped model releases its compiled programs and data.
+        """
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = build()
+            return value
 
     # -- data -------------------------------------------------------------------------------
     @property
@@ -270,10 +283,10 @@ class CompiledModel:
 
         def choose(rv, d, t):
             if rv.value_name in point:
-                u = _point_value(rv.value_name, point[rv.value_name], rv.unconstrained_shape, self.dtype)
+                u = point_value(rv.value_name, point[rv.value_name], rv.unconstrained_shape, self.dtype)
                 return t(u) if t is not None else u
             if rv.name in point:
-                x = _point_value(rv.name, point[rv.name], rv.shape, self.dtype)
+                x = point_value(rv.name, point[rv.name], rv.shape, self.dtype)
                 inside = d.support(x)
                 if not isinstance(inside, jax.core.Tracer) and not bool(jnp.all(inside)):
                     raise ValueError(f"the value given for {rv.name!r} lies outside the support of its "
@@ -311,7 +324,7 @@ class CompiledModel:
         return f"CompiledModel(size={self.size}, free={self.value_names}, observed={[r.name for r in self.observed_rvs]})"
 
 
-def _point_value(name: str, value, shape: tuple, dtype, prefix: str = ""):
+def point_value(name: str, value, shape: tuple, dtype, prefix: str = ""):
     """A point's value for ``name`` as an array of ``shape`` (scalars broadcast), checked when concrete."""
     if isinstance(value, jax.core.Tracer):
         return jnp.reshape(jnp.asarray(value, dtype), shape)

@@ -1,0 +1,1 @@
+"""Floor 5, faces: plots, teaching views, model graphs, the ``jaxvi`` command and the demo."""
