@@ -16,11 +16,11 @@ MEAN = np.array([1.0, -2.0, 0.5])
 
 def test_family_params_reproduce_the_normal(x64):
     mean, cov = jnp.asarray(MEAN), jnp.asarray(COV)
-    fr = family_params(FullRankFamily, mean, cov)
+    fr = family_params(FullRankFamily(), mean, cov)
     np.testing.assert_allclose(FullRankFamily.cov(fr), COV, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(FullRankFamily.mean(fr), MEAN)
     # mean-field: the KL(q || p)-closest diagonal has variances 1 / diag(cov^-1)
-    mf = family_params(MeanFieldFamily, mean, cov)
+    mf = family_params(MeanFieldFamily(), mean, cov)
     np.testing.assert_allclose(MeanFieldFamily.std(mf) ** 2, 1 / np.diag(np.linalg.inv(COV)), rtol=1e-10)
     # low rank with rank d - 1 = 2 keeps the two leading directions exactly
     fam = LowRankFamily(rank=2)
@@ -100,8 +100,8 @@ def test_start_pathfinder_and_bad_values(regression, x64):
 
 
 def test_parameter_scales(x64):
-    fr = family_params(FullRankFamily, jnp.asarray(MEAN), jnp.asarray(COV))
-    sc = parameter_scales(FullRankFamily, fr)
+    fr = family_params(FullRankFamily(), jnp.asarray(MEAN), jnp.asarray(COV))
+    sc = parameter_scales(FullRankFamily(), fr)
     sd = np.minimum(np.sqrt(np.diag(COV)), 1.0)
     np.testing.assert_allclose(sc["mu"], sd)
     rows, cols = np.tril_indices(3)

@@ -50,7 +50,7 @@ class KhatWarning(UserWarning):
 
 def has_density(approx) -> bool:
     """Whether ``approx`` has a normalised density log q (particle approximations do not)."""
-    return bool(getattr(approx, "has_density", True)) and callable(getattr(approx.family, "sample_and_log_prob", None))
+    return bool(approx.family.has_density)
 
 
 def data_values(batch) -> int:

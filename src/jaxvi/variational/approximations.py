@@ -65,7 +65,7 @@ def _key(seed):
 class Approximation:
     """A variational approximation of a model's posterior in unconstrained space."""
 
-    family = MeanFieldFamily
+    family = MeanFieldFamily()
 
     def __init__(self, groups=None, model: Model | None = None, start=None, start_sigma=None, random_seed=None,
                  family=None, **kwargs):
@@ -100,7 +100,7 @@ class Approximation:
     @property
     def has_density(self) -> bool:
         """Whether log q is defined (False for particles)."""
-        return bool(getattr(self.family, "has_density", True))
+        return bool(self.family.has_density)
 
     # -- starting values ----------------------------------------------------------------------
     def _start_flat(self, start):
@@ -241,7 +241,7 @@ class Approximation:
         """Starting points and inverse mass matrix for ``jv.sample(init=approx)``: ``chains`` draws and
         the covariance (dense for correlated families up to 500 dimensions, else its diagonal)."""
         flats = self.sample_flat(int(chains), random_seed=key)
-        dense = self.family is not MeanFieldFamily and self.ndim <= 500
+        dense = not isinstance(self.family, MeanFieldFamily) and self.ndim <= 500
         inverse_mass = self.family.cov(self.vparams) if dense else self.family.std(self.vparams) ** 2
         return flats, inverse_mass
 
@@ -289,13 +289,13 @@ class Approximation:
 class MeanField(Approximation):
     """Independent normals in unconstrained space (mean-field ADVI)."""
 
-    family = MeanFieldFamily
+    family = MeanFieldFamily()
 
 
 class FullRank(Approximation):
     """A multivariate normal with full covariance in unconstrained space (full-rank ADVI)."""
 
-    family = FullRankFamily
+    family = FullRankFamily()
 
     @property
     def L_chol(self) -> LiveValue:
@@ -330,7 +330,7 @@ class Empirical(Approximation):
     ``jaxvi.stein.importance_resampled_start``).  Draws pick particles uniformly with replacement.
     """
 
-    family = ParticlesFamily
+    family = ParticlesFamily()
 
     def __init__(self, trace=None, size: int | None = None, jitter: float = 1.0, model: Model | None = None,
                  random_seed=None, start=None, init: str = "jitter", **kwargs):
@@ -427,7 +427,7 @@ class NormalizingFlow(Approximation):
 class PathfinderApproximation(Approximation):
     """The best single-path Pathfinder normal (a BFGSNormalFamily approximation with a density)."""
 
-    family = BFGSNormalFamily
+    family = BFGSNormalFamily()
 
     def __init__(self, model: Model | None = None, params=None, random_seed=None):
         super().__init__(model=model, random_seed=random_seed)
@@ -523,7 +523,7 @@ def grouped_family(cm: CompiledModel, groups, random_seed=None) -> GroupedFamily
         idx = [np.arange(cm.layout.slices[rv.value_name].start, cm.layout.slices[rv.value_name].stop)
                for rv in cm.free_rvs if owner[rv.name] == gi]
         parts.append((np.concatenate(idx), g.family_for(jax.random.fold_in(base, 100 + gi))))
-    return GroupedFamily(parts)
+    return GroupedFamily.of(parts)
 
 
 _CLASSES = {"MeanField": MeanField, "FullRank": FullRank, "LowRank": LowRank, "Empirical": Empirical,

@@ -1,6 +1,8 @@
 """Variational families (floor 2): pure functions over parameter pytrees.
 
-A family is a stateless object whose methods are pure functions of a params pytree:
+A family is a hashable, frozen value (a frozen dataclass: equal configurations are equal, so
+compiled programs keyed by a family are shared) whose methods are pure functions of a params
+pytree; :class:`Family` is the protocol they follow:
 
 * ``init(mean, sigma=None) -> params``: start at ``mean`` with per-coordinate scale ``sigma``
   (the family's own default when None);
@@ -13,15 +15,23 @@ A family is a stateless object whose methods are pure functions of a params pytr
 * ``mean(params)``, ``std(params)``, ``cov(params)`` on the flat unconstrained space;
 * ``coordinate_finite(params) -> bool[d]``: which coordinates still have finite parameters
   (used to name the variable whose parameters went bad).
+
+``has_density`` says whether ``log_prob`` is defined (not for particles); ``reparameterized`` whether
+``noise_dim``/``transform`` are (then the engine pre-draws the noise of many steps at once).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["MeanFieldFamily", "FullRankFamily", "ParticlesFamily", "GroupedFamily", "LowRankFamily", "softplus_inverse", "FAMILIES"]
+__all__ = ["Family", "MeanFieldFamily", "FullRankFamily", "ParticlesFamily", "GroupedFamily", "LowRankFamily",
+           "softplus_inverse", "standard_normal_log_prob", "FAMILIES"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -32,11 +42,39 @@ def softplus_inverse(x):
     return x + jnp.log(-jnp.expm1(-x))
 
 
+@runtime_checkable
+class Family(Protocol):
+    """What every variational family offers (see the module docstring); members are frozen, hashable values."""
+
+    name: str
+    has_density: bool
+    reparameterized: bool
+
+    def init(self, mean, sigma=None) -> Any: ...
+
+    def sample(self, params, key, n): ...
+
+    def sample_and_log_prob(self, params, key, n): ...
+
+    def log_prob(self, params, z): ...
+
+    def mean(self, params): ...
+
+    def std(self, params): ...
+
+    def cov(self, params): ...
+
+    def coordinate_finite(self, params): ...
+
+
+@dataclass(frozen=True)
 class MeanFieldFamily:
     """Independent normals: ``mu`` and ``rho`` with std = softplus(rho) (PyMC's MeanField)."""
 
-    name = "mean_field"
-    param_names = ("mu", "rho")
+    name: ClassVar[str] = "mean_field"
+    param_names: ClassVar[tuple] = ("mu", "rho")
+    has_density: ClassVar[bool] = True
+    reparameterized: ClassVar[bool] = True
 
     @staticmethod
     def init(mean, sigma=None):
@@ -103,16 +141,14 @@ def _tril_size(d: int) -> int:
     return d * (d + 1) // 2
 
 
-def _dim_from_packed(m: int) -> int:
-    d = int((np.sqrt(8 * m + 1) - 1) / 2)
-    return d
-
-
+@dataclass(frozen=True)
 class FullRankFamily:
     """A multivariate normal: ``mu`` and a packed lower-triangular ``L_tril`` (softplus diagonal)."""
 
-    name = "full_rank"
-    param_names = ("mu", "L_tril")
+    name: ClassVar[str] = "full_rank"
+    param_names: ClassVar[tuple] = ("mu", "L_tril")
+    has_density: ClassVar[bool] = True
+    reparameterized: ClassVar[bool] = True
 
     @staticmethod
     def init(mean, sigma=None):
@@ -125,7 +161,7 @@ class FullRankFamily:
         return {"mu": mean, "L_tril": packed}
 
     #: Above this dimension L is unpacked row by row (slices) rather than by one scatter of constant indices.
-    SLICE_UNPACK_FROM = 100
+    SLICE_UNPACK_FROM: ClassVar[int] = 100
 
     @classmethod
     def L(cls, params):
@@ -200,6 +236,7 @@ class FullRankFamily:
 DEFAULT_RANK = 5
 
 
+@dataclass(frozen=True)
 class LowRankFamily:
     """Low-rank plus diagonal normal: cov = diag(s**2) + W W^T, s = softplus(rho), W of shape (d, k).
 
@@ -211,22 +248,17 @@ class LowRankFamily:
     the diagonal shrunk so that the starting std is exactly ``sigma``.
     """
 
-    name = "low_rank"
-    param_names = ("mu", "rho", "W")
+    rank: int | None = None
+    name: ClassVar[str] = "low_rank"
+    param_names: ClassVar[tuple] = ("mu", "rho", "W")
+    has_density: ClassVar[bool] = True
+    reparameterized: ClassVar[bool] = True
 
-    def __init__(self, rank: int | None = None):
+    def __post_init__(self):
+        rank = self.rank
         if rank is not None and (isinstance(rank, bool) or int(rank) != rank or int(rank) < 1):
             raise ValueError(f"LowRankFamily: rank must be a positive integer, got {rank!r}")
-        self.rank = None if rank is None else int(rank)
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other.rank == self.rank
-
-    def __hash__(self):
-        return hash((type(self), self.rank))
-
-    def __repr__(self):
-        return f"LowRankFamily(rank={self.rank})"
+        object.__setattr__(self, "rank", None if rank is None else int(rank))
 
     def init(self, mean, sigma=None):
         mean = jnp.asarray(mean)
@@ -304,6 +336,7 @@ class LowRankFamily:
         return jnp.isfinite(params["mu"]) & jnp.isfinite(params["rho"]) & jnp.all(jnp.isfinite(params["W"]), axis=-1)
 
 
+@dataclass(frozen=True)
 class ParticlesFamily:
     """A set of particles ``particles[n, d]`` (the Empirical approximation; SVGD moves them).
 
@@ -311,9 +344,10 @@ class ParticlesFamily:
     False), so KLqp cannot fit it, but Stein methods can.
     """
 
-    name = "empirical"
-    param_names = ("particles",)
-    has_density = False
+    name: ClassVar[str] = "empirical"
+    param_names: ClassVar[tuple] = ("particles",)
+    has_density: ClassVar[bool] = False
+    reparameterized: ClassVar[bool] = False
 
     @staticmethod
     def init(particles, sigma=None):
@@ -350,22 +384,41 @@ class ParticlesFamily:
         return jnp.all(jnp.isfinite(params["particles"]), axis=0)
 
 
+@dataclass(frozen=True)
 class GroupedFamily:
     """Independent families on disjoint blocks of the flat vector (PyMC's ``Group``s).
 
-    ``parts`` is a list of ``(indices, family)``; params are ``{"groups": [params per part]}``.
+    ``GroupedFamily.of([(indices, family), ...])``; params are ``{"groups": [params per part]}``.
     """
 
-    param_names = ("groups",)
+    blocks: tuple  # (flat indices of the block as a tuple of ints, ...)
+    families: tuple
+    param_names: ClassVar[tuple] = ("groups",)
 
-    def __init__(self, parts):
-        self.indices = [np.asarray(idx, dtype=np.int64) for idx, _ in parts]
-        self.families = [family for _, family in parts]
-        self.size = int(sum(len(i) for i in self.indices))
-        self.has_density = all(getattr(f, "has_density", True) for f in self.families)
-        self.name = "+".join(f.name for f in self.families)
-        if not all(callable(getattr(f, "transform", None)) for f in self.families):
-            self.noise_dim = self.transform = None  # a part without noise (particles): key-driven sampling only
+    @classmethod
+    def of(cls, parts) -> "GroupedFamily":
+        return cls(tuple(tuple(int(i) for i in np.asarray(idx).ravel()) for idx, _ in parts),
+                   tuple(family for _, family in parts))
+
+    @cached_property
+    def indices(self) -> list[np.ndarray]:
+        return [np.asarray(b, dtype=np.int64) for b in self.blocks]
+
+    @property
+    def size(self) -> int:
+        return int(sum(len(b) for b in self.blocks))
+
+    @property
+    def name(self) -> str:
+        return "+".join(f.name for f in self.families)
+
+    @property
+    def has_density(self) -> bool:
+        return all(f.has_density for f in self.families)
+
+    @property
+    def reparameterized(self) -> bool:  # a part without noise (particles): key-driven sampling only
+        return all(f.reparameterized for f in self.families)
 
     def _noise_splits(self, params):
         return np.cumsum([f.noise_dim(p) for f, p in zip(self.families, params["groups"])])[:-1]
@@ -433,8 +486,8 @@ class GroupedFamily:
 
 
 FAMILIES = {
-    "mean_field": MeanFieldFamily, "mf": MeanFieldFamily, "advi": MeanFieldFamily,
-    "full_rank": FullRankFamily, "fr": FullRankFamily, "fullrank": FullRankFamily,
+    "mean_field": MeanFieldFamily(), "mf": MeanFieldFamily(), "advi": MeanFieldFamily(),
+    "full_rank": FullRankFamily(), "fr": FullRankFamily(), "fullrank": FullRankFamily(),
     "low_rank": LowRankFamily(), "lr": LowRankFamily(), "lowrank": LowRankFamily(),
-    "empirical": ParticlesFamily, "histogram": ParticlesFamily,
+    "empirical": ParticlesFamily(), "histogram": ParticlesFamily(),
 }

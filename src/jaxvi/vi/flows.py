@@ -21,6 +21,9 @@ starts at the model's initial point, so the learned layers work on a standardise
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -241,23 +244,51 @@ def is_flow_spec(spec) -> bool:
     return True
 
 
+@dataclass(frozen=True)
 class FlowFamily:
-    """A normalizing-flow family on R^d: params ``{"layers": [layer params, ...]}``."""
+    """A normalizing-flow family on R^d: params ``{"layers": [layer params, ...]}``.
 
-    name = "normalizing_flow"
-    param_names = ("layers",)
-    has_density = True
-    MOMENT_DRAWS = 4000  # mean/std/cov of a flow are Monte Carlo estimates with a fixed key
+    ``FlowFamily(spec, key)``: ``key`` (a JAX key, default key 0) draws the layers' initial
+    parameters; it is kept as raw key data so that the family stays a hashable value.
+    """
 
-    def __init__(self, flow: str = "planar", key=None):
-        names = parse_flow(flow)
+    spec: str = "planar"
+    key: Any = None
+    name: ClassVar[str] = "normalizing_flow"
+    param_names: ClassVar[tuple] = ("layers",)
+    has_density: ClassVar[bool] = True
+    reparameterized: ClassVar[bool] = True
+    MOMENT_DRAWS: ClassVar[int] = 4000  # mean/std/cov of a flow are Monte Carlo estimates with a fixed key
+
+    def __post_init__(self):
+        names = parse_flow(self.spec)
         if "loc" not in names:
             names += (["scale"] if "scale" not in names else []) + ["loc"]
-        self.layer_names = names
-        self.flow = "-".join(names)
-        self.layers = [LAYERS[n]() for n in names]
-        self._loc = max(i for i, n in enumerate(names) if n == "loc")  # starts at the initial point
-        self._key = jax.random.key(0) if key is None else key
+        key = jax.random.key(0) if self.key is None else self.key
+        if not isinstance(key, tuple):
+            key = tuple(int(x) for x in np.asarray(jax.random.key_data(key)).ravel())
+        object.__setattr__(self, "spec", "-".join(names))
+        object.__setattr__(self, "key", key)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return self.spec.split("-")
+
+    @property
+    def flow(self) -> str:
+        return self.spec
+
+    @cached_property
+    def layers(self) -> list:
+        return [LAYERS[n]() for n in self.layer_names]
+
+    @property
+    def _loc(self) -> int:  # the loc layer that starts at the initial point
+        return max(i for i, n in enumerate(self.layer_names) if n == "loc")
+
+    @property
+    def _key(self):
+        return jax.random.wrap_key_data(jnp.asarray(self.key, jnp.uint32))
 
     @property
     def invertible(self) -> bool:

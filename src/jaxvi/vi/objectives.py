@@ -34,8 +34,7 @@ def kl_qp(family, logp: Callable, n_mc: int = 1, beta: float = 1.0, stick_the_la
     def value(params, z, logq, batch):
         return jnp.mean(beta * logq - batched_logp(z, batch))
 
-    transform = getattr(family, "transform", None)
-    if not callable(transform):
+    if not family.reparameterized:
         def loss(params, key, batch):
             if stick_the_landing:
                 z = family.sample(params, key, n_mc)
@@ -49,7 +48,7 @@ def kl_qp(family, logp: Callable, n_mc: int = 1, beta: float = 1.0, stick_the_la
         return jax.random.normal(key, (n_mc, family.noise_dim(params)), dtype)
 
     def given(params, eps, batch):
-        z, logq = transform(params, eps)
+        z, logq = family.transform(params, eps)
         if stick_the_landing:
             logq = family.log_prob(jax.lax.stop_gradient(params), z)
         return value(params, z, logq, batch)

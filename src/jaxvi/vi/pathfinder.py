@@ -27,12 +27,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from jaxvi.vi.families import _LOG_2PI
 
 __all__ = ["BFGSNormalFamily", "single_path", "bfgs_normal_params", "diagonal_update", "STATUS"]
 
 
 # -- the normal approximation built from an L-BFGS history --------------------------------------------
+@dataclass(frozen=True)
 class BFGSNormalFamily:
     """N(mu, Sigma) with Sigma = A^1/2 C C^T A^1/2, C = I + Q (L - I) Q^T, A = diag(alpha).
 
@@ -41,8 +45,10 @@ class BFGSNormalFamily:
     it is what Pathfinder builds from the inverse-Hessian estimate.
     """
 
-    name = "pathfinder"
-    param_names = ("mu", "alpha", "Q", "L")
+    name: ClassVar[str] = "pathfinder"
+    param_names: ClassVar[tuple] = ("mu", "alpha", "Q", "L")
+    has_density: ClassVar[bool] = True
+    reparameterized: ClassVar[bool] = False  # sampled from a key (not fitted by the engine)
 
     @staticmethod
     def mean(params):

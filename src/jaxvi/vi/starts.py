@@ -142,7 +142,7 @@ def family_params(family, mean, cov):
     mean = jnp.asarray(mean)
     cov = jnp.asarray(cov, mean.dtype)
     d = mean.shape[-1]
-    if isinstance(family, type) and issubclass(family, FullRankFamily) or isinstance(family, FullRankFamily):
+    if isinstance(family, FullRankFamily):
         L = jnp.linalg.cholesky(cov)
         rows, cols = np.tril_indices(d)
         packed = L[rows, cols]
@@ -161,7 +161,7 @@ def family_params(family, mean, cov):
         return {"mu": mean, "rho": softplus_inverse(s), "W": W}
     # mean-field and any other family with init(mean, sigma): the KL(q || p)-closest diagonal
     sigma = 1.0 / jnp.sqrt(jnp.diagonal(jnp.linalg.inv(cov)))
-    if isinstance(family, type) and issubclass(family, MeanFieldFamily):
+    if isinstance(family, MeanFieldFamily):
         return MeanFieldFamily.init(mean, sigma)
     return family.init(mean, sigma)
 

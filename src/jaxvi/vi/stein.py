@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvi.vi.families import ParticlesFamily
+
 __all__ = ["rbf", "median_sq_distance", "stein_direction", "kernelized_stein_discrepancy",
            "implicit_objective", "importance_resampled_start", "KERNELS", "ESTIMATORS", "get_kernel", "get_estimator"]
 
@@ -127,8 +129,8 @@ def implicit_objective(family, logp: Callable, n_draws: int, estimator: Callable
     The value is the KSD of the draws for particles, the -ELBO estimate otherwise.
     """
     score_and_logp = jax.vmap(jax.value_and_grad(logp), in_axes=(0, None))
-    has_density = getattr(family, "has_density", True)
-    particles = getattr(family, "particles_of", None)
+    has_density = family.has_density
+    particles = family.particles_of if isinstance(family, ParticlesFamily) else None
 
     def loss(params, key, batch):
         if particles is not None:
