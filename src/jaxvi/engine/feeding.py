@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxvi.vi.objectives import Objective
+
 __all__ = ["NpyDataset", "Feeding", "StreamFeed", "make_mesh"]
 
 
@@ -271,27 +273,21 @@ class Feeding:
         self.config = (self.shards, self.sampled, bool(self.streamed), id(mesh) if mesh is not None else None)
 
     # -- what goes into the compiled step ------------------------------------------------------------
-    def objective(self, objective):
-        """Wrap ``objective(params, key, batch)`` to draw this step's minibatch rows first."""
+    def objective(self, objective: Objective) -> Objective:
+        """``objective`` with this step's minibatch rows drawn first (the row indices join its noise)."""
         if not self.sampled:
             return objective
         cm, shards = self.cm, self.shards
 
-        def with_minibatch(params, key, batch):
+        def draw(params, key):
             data_key, key = jax.random.split(key)
-            return objective(params, key, cm.select_batch(data_key, batch, shards))
+            return objective.draw(params, key), cm.batch_indices(data_key, shards)
 
-        if callable(getattr(objective, "draw", None)):  # pre-drawn noise: the row indices join it
-            def draw(params, key):
-                data_key, key = jax.random.split(key)
-                return objective.draw(params, key), cm.batch_indices(data_key, shards)
+        def given(params, rand, batch):
+            noise, indices = rand
+            return objective.given(params, noise, cm.gather_batch(batch, indices, shards))
 
-            def given(params, rand, batch):
-                noise, indices = rand
-                return objective.given(params, noise, cm.gather_batch(batch, indices, shards))
-
-            with_minibatch.draw, with_minibatch.given = draw, given
-        return with_minibatch
+        return Objective(draw, given, objective.predrawn)
 
     @property
     def per_step(self):

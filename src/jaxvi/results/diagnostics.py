@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvi.vi.objectives import log_ratio
+
 __all__ = ["KHAT_DRAWS", "KHAT_THRESHOLD", "KhatWarning", "has_density", "log_importance_ratios", "psis",
            "elbo", "iw_elbo", "importance_resample", "approx_log_ratios", "psis_resample", "record_khat",
            "khat_message", "data_values", "draws_per_chunk", "khat_draws_for"]
@@ -73,8 +75,8 @@ def _ratio_fn(cm, family, draws: int, chunk: int):
 
         def ratios(params, rng, batch):
             z, logq = family.sample_and_log_prob(params, rng, draws)
-            lr = logp(z, batch) - logq
-            return z, jnp.where(jnp.isnan(lr), -jnp.inf, lr)
+            lr = log_ratio(logp(z, batch), logq)
+            return z, lr
 
         return jax.jit(ratios)
 

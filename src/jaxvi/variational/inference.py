@@ -87,8 +87,8 @@ class Inference:
         config = (*self._config(), engine.structural_key(optimizer), n_mc, clip, feeding.config, rule and rule.config)
         if config not in cache:
             objective = feeding.objective(self._objective(n_mc))
-            draw = getattr(objective, "draw", None)  # pre-drawn noise: objective.given(params, noise, batch)
-            step = engine.make_step(objective if draw is None else objective.given, tx)
+            draw = objective.draw if objective.predrawn else None  # None: the runner passes each step's key
+            step = engine.make_step(objective.given, tx)
             runner = engine.make_runner(step if rule is None else rule.wrap(step), DEFAULT_CHUNK,
                                         self.approx.family.coordinate_finite, per_step=feeding.per_step,
                                         stop=None if rule is None else rule.stop, draw=draw)

@@ -1,28 +1,55 @@
-"""Objectives (floor 2): ``(params, key, batch) -> loss`` to minimise.
+"""Objectives (floor 2): what the engine minimises, as typed values.
 
-``kl_qp`` is the reparameterised negative ELBO, E_q[beta * log q(z) - log p(z, data)],
-estimated with ``n_mc`` draws per step (vectorised with ``jax.vmap``), optionally with the
-sticking-the-landing gradient (Roeder et al. 2017: the score term of log q is dropped).
-The log-density is at full-data scale (likelihoods scaled by ``total_size``).
+An :class:`Objective` is ``(draw, given)``: ``draw(params, key)`` draws one step's randomness and
+``given(params, noise, batch)`` is the loss at it, so ``objective(params, key, batch) ==
+given(params, draw(params, key), batch)``.  When ``predrawn`` the engine draws the noise of a whole
+block of steps in one vectorised call (much cheaper on CPU than a PRNG call per step); otherwise
+``draw`` hands the key through and ``given`` draws inside.
+
+``kl_qp`` is the reparameterised negative ELBO, E_q[beta * log q(z) - log p(z, data)], estimated with
+``n_mc`` draws per step, optionally with the sticking-the-landing gradient (Roeder et al. 2017: the
+score term of log q is dropped).  The log-density is at full-data scale (likelihoods scaled by
+``total_size``).  :func:`log_ratio` is the one place where log p - log q is formed for diagnostics
+and Pathfinder (NaN, from draws outside the model's support, counts as -inf).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["kl_qp"]
+__all__ = ["Objective", "kl_qp", "log_ratio", "pass_key"]
 
 
-def kl_qp(family, logp: Callable, n_mc: int = 1, beta: float = 1.0, stick_the_landing: bool = False):
+class Objective(NamedTuple):
+    """A loss to minimise: ``given(params, draw(params, key), batch)`` (see the module docstring)."""
+
+    draw: Callable  # (params, key) -> noise (the key itself when not predrawn)
+    given: Callable  # (params, noise, batch) -> scalar loss
+    predrawn: bool = True
+
+    def __call__(self, params, key, batch):
+        return self.given(params, self.draw(params, key), batch)
+
+
+def pass_key(params, key):
+    """The ``draw`` of an objective that draws its own randomness from the step's key."""
+    return key
+
+
+def log_ratio(logp, logq):
+    """log p - log q with NaN (a draw outside the model's support) as -inf."""
+    lr = logp - logq
+    return jnp.where(jnp.isnan(lr), -jnp.inf, lr)
+
+
+def kl_qp(family, logp: Callable, n_mc: int = 1, beta: float = 1.0, stick_the_landing: bool = False) -> Objective:
     """The KL(q || p) objective for ``family`` and the model log-density ``logp(z, batch)``.
 
-    Returns ``loss(params, key, batch)``.  For families with standard-normal noise
-    (``family.transform``) the loss also carries ``loss.draw(params, key) -> eps`` and
-    ``loss.given(params, eps, batch)`` with ``loss(p, k, b) == loss.given(p, loss.draw(p, k), b)``:
-    the engine then draws the noise of a whole block of steps in one vectorised call.
+    Predrawn (standard-normal noise of ``family.noise_dim``) for reparameterised families; otherwise
+    the family's own ``sample_and_log_prob`` draws from the step's key.
     """
     vmapped_logp = jax.vmap(logp, in_axes=(0, None))
 
@@ -41,7 +68,7 @@ def kl_qp(family, logp: Callable, n_mc: int = 1, beta: float = 1.0, stick_the_la
                 return value(params, z, family.log_prob(jax.lax.stop_gradient(params), z), batch)
             return value(params, *family.sample_and_log_prob(params, key, n_mc), batch)
 
-        return loss
+        return Objective(pass_key, loss, predrawn=False)
 
     def draw(params, key):
         dtype = next(x.dtype for x in jax.tree_util.tree_leaves(params) if jnp.issubdtype(x.dtype, jnp.floating))
@@ -53,8 +80,4 @@ def kl_qp(family, logp: Callable, n_mc: int = 1, beta: float = 1.0, stick_the_la
             logq = family.log_prob(jax.lax.stop_gradient(params), z)
         return value(params, z, logq, batch)
 
-    def loss(params, key, batch):
-        return given(params, draw(params, key), batch)
-
-    loss.draw, loss.given = draw, given
-    return loss
+    return Objective(draw, given)

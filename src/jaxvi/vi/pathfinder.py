@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from jaxvi.vi.families import _LOG_2PI
+from jaxvi.vi.objectives import log_ratio
 
 __all__ = ["BFGSNormalFamily", "single_path", "bfgs_normal_params", "diagonal_update", "STATUS"]
 
@@ -149,8 +150,7 @@ def _draws_from_noise(params, u):
 
 def _log_ratios(logp, params, u):
     z, logq = _draws_from_noise(params, u)
-    lr = jax.vmap(logp)(z) - logq
-    return z, jnp.where(jnp.isnan(lr), -jnp.inf, lr)
+    return z, log_ratio(jax.vmap(logp)(z), logq)
 
 
 #: Why a path stopped (``Pathfinder.status``).

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvi.vi.families import ParticlesFamily
+from jaxvi.vi.objectives import Objective, pass_key
 
 __all__ = ["rbf", "median_sq_distance", "stein_direction", "kernelized_stein_discrepancy",
            "implicit_objective", "importance_resampled_start", "KERNELS", "ESTIMATORS", "get_kernel", "get_estimator"]
@@ -150,7 +151,7 @@ def implicit_objective(family, logp: Callable, n_draws: int, estimator: Callable
         report = jax.lax.stop_gradient(report)
         return surrogate + (report - jax.lax.stop_gradient(surrogate))
 
-    return loss
+    return Objective(pass_key, loss, predrawn=False)
 
 
 def importance_resampled_start(key, logp: Callable, batch, center, jitter: float, n: int, oversample: int = 10,
