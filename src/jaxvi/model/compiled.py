@@ -274,6 +274,32 @@ class CompiledModel:
             key = jax.random.key(int(key))
         return self._initial_jit(key, jnp.asarray(jitter, self.dtype), self._batch(batch))
 
+    def free_rv(self, name: str, what: str = "point") -> FreeRV:
+        """The free variable called ``name`` (its own or its value-variable name); a KeyError names the rest."""
+        for rv in self.free_rvs:
+            if name in (rv.name, rv.value_name):
+                return rv
+        raise KeyError(f"{what}: {name!r} is not a free variable of the model (free: {', '.join(self.var_names)})")
+
+    def start_point(self, values=None, batch=None, what: str = "start"):
+        """The one start resolver: PyMC's initial point with ``values`` in place of its entries.
+
+        ``values`` maps variable names (constrained values) or value-variable names (unconstrained
+        ones, ``sd_log__``) to starting values; ``what`` names the argument in error messages.
+        """
+        base = self.initial_point(batch=batch)
+        if values is None:
+            return base
+        if not isinstance(values, dict):
+            raise TypeError(f"{what} must be a dict of variable values, got {type(values).__name__}")
+        point = dict(self.unravel_unconstrained(base))
+        for name, value in values.items():
+            rv = self.free_rv(name, what)
+            if name == rv.name and rv.value_name != rv.name:
+                point.pop(rv.value_name, None)
+            point[name] = value
+        return self.flat_from_point(point, batch)
+
     def flat_from_point(self, point: dict, batch=None):
         """Flat vector from a point keyed by value-variable names (unconstrained) or variable names."""
         known = set(self._by_value_name) | {rv.name for rv in self.free_rvs}

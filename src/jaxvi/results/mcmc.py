@@ -117,27 +117,8 @@ def _initial_points(cm: CompiledModel, key, chains: int, jitter: float, initvals
     initvals = list(initvals)
     if len(initvals) != chains:
         raise ValueError(f"initvals: got {len(initvals)} dicts for {chains} chains")
-    base_point = cm.initial_point(jax.random.key(0), jitter=0.0, batch=batch)
-    base_values = cm.unravel_unconstrained(base_point)
-    bases = []
-    for iv in initvals:
-        if not iv:
-            bases.append(base_point)
-            continue
-        point = {}
-        for rv in cm.free_rvs:
-            if rv.name in iv:
-                point[rv.name] = iv[rv.name]
-            elif rv.value_name in iv:
-                point[rv.value_name] = iv[rv.value_name]
-            else:
-                point[rv.value_name] = base_values[rv.value_name]
-        known = {rv.name for rv in cm.free_rvs} | {rv.value_name for rv in cm.free_rvs}
-        unknown = sorted(set(iv) - known)
-        if unknown:
-            raise KeyError(f"initvals name unknown free variable(s) {unknown}; known: {sorted(known)}")
-        bases.append(cm.flat_from_point(point, batch))
-    base = jnp.stack(bases).astype(cm.dtype)
+    base = jnp.stack([cm.start_point(dict(iv) if iv else None, batch, what="initvals")
+                      for iv in initvals]).astype(cm.dtype)
     key, sub = jax.random.split(key)
     flats = base + jax.random.uniform(sub, base.shape, cm.dtype, -jitter, jitter) if jitter else base
     return flats, base, key

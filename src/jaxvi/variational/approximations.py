@@ -95,7 +95,7 @@ class Approximation:
             from jaxvi.vi.starts import start_params
 
             return start_params(self, start, start_sigma)
-        return self.family.init(self._start_flat(start), self._start_sigma(start_sigma))
+        return self.family.init(self.cm.start_point(start), self._start_sigma(start_sigma))
 
     @property
     def has_density(self) -> bool:
@@ -103,24 +103,6 @@ class Approximation:
         return bool(self.family.has_density)
 
     # -- starting values ----------------------------------------------------------------------
-    def _start_flat(self, start):
-        cm = self.cm
-        init = cm.initial_point()
-        if start is None:
-            return init
-        if not isinstance(start, dict):
-            raise TypeError(f"start must be a dict of variable values, got {type(start).__name__}")
-        point = {**cm.unravel_unconstrained(init)}
-        for key, value in start.items():
-            rv = next((r for r in cm.free_rvs if key in (r.name, r.value_name)), None)
-            if rv is None:
-                raise KeyError(f"start: {key!r} is not a free variable of the model "
-                               f"(free: {', '.join(cm.var_names)})")
-            if key == rv.name and rv.value_name != rv.name:
-                point.pop(rv.value_name, None)
-            point[key] = value
-        return cm.flat_from_point(point)
-
     def _start_sigma(self, start_sigma):
         if start_sigma is None:
             return None
@@ -128,9 +110,7 @@ class Approximation:
         default = self.family.std(self.family.init(jnp.zeros(cm.size, cm.dtype)))
         sigma = {k: np.asarray(v) for k, v in cm.layout.unravel(default).items()}
         for key, value in dict(start_sigma).items():
-            rv = next((r for r in cm.free_rvs if key in (r.name, r.value_name)), None)
-            if rv is None:
-                raise KeyError(f"start_sigma: {key!r} is not a free variable of the model")
+            rv = cm.free_rv(key, "start_sigma")
             value = np.asarray(point_value(key, value, rv.unconstrained_shape, cm.dtype, prefix="start_sigma: "))
             if not np.all(value > 0):
                 raise ValueError(f"start_sigma: the sigma of {key!r} must be positive, got {value}")
@@ -355,7 +335,7 @@ class Empirical(Approximation):
             if self._size is not None:
                 particles = particles[-int(self._size):]
         else:
-            center = self._start_flat(start)
+            center = self.cm.start_point(start)
             key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 1)
             if self._init == "importance" and self._jitter > 0:
                 particles, ess, used = _importance_start(key, self.cm.logp, self.cm.data, center, self._jitter,
@@ -436,7 +416,7 @@ class PathfinderApproximation(Approximation):
 
     def _init_params(self, start, start_sigma):
         d, dtype = self.cm.size, self.cm.dtype
-        return {"mu": self._start_flat(start), "alpha": jnp.ones(d, dtype), "Q": jnp.eye(d, 1, dtype=dtype),
+        return {"mu": self.cm.start_point(start), "alpha": jnp.ones(d, dtype), "Q": jnp.eye(d, 1, dtype=dtype),
                 "L": jnp.eye(1, dtype=dtype)}
 
 

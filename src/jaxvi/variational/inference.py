@@ -497,7 +497,7 @@ class Pathfinder(Inference):
     def _starts(self, key):
         from jaxvi.results.mcmc import checked_initial_points
 
-        base = Approximation._start_flat(self, self.start)  # uses only self.cm
+        base = self.cm.start_point(self.start)
         noise = jax.random.uniform(key, (self.num_paths, self.cm.size), self.cm.dtype, -1.0, 1.0)
         x0s = base + self.init_jitter * noise
         return checked_initial_points(self.cm, x0s, self.cm.data, jax.random.fold_in(key, 1), self.init_jitter,
