@@ -100,7 +100,7 @@ class Inference:
         self._optimizer = optimizer
 
     # -- fitting --------------------------------------------------------------------------------
-    def fit(self, n: int = 10000, score=None, callbacks=None, progressbar: bool = True, obj_optimizer=None,
+    def fit(self, n: int = 10000, callbacks=None, progressbar: bool = True, obj_optimizer=None,
             total_grad_norm_constraint=None, obj_n_mc: int | None = None, devices=None, mesh=None,
             stop_on_convergence=False, checkpoint=None, checkpoint_every: int = 1000, resume: bool = False,
             **kwargs) -> Approximation:
@@ -119,7 +119,7 @@ class Inference:
         checkpoint to the same numbers as an uninterrupted fit of ``n`` steps.
         """
         for k in kwargs:
-            if k not in ("tf_n_mc", "fn_kwargs", "more_updates", "more_obj_params", "more_tf_params",
+            if k not in ("score", "tf_n_mc", "fn_kwargs", "more_updates", "more_obj_params", "more_tf_params",
                          "more_replacements", "total_grad_norm_constraint", "obj_n_mc"):
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
         n = _check_n(n)

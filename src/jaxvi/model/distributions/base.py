@@ -161,9 +161,6 @@ class DistSpec:
         else:
             self.unconstrained_shape = self.shape
 
-    def with_shape(self, shape) -> "DistSpec":
-        return DistSpec(self.cls, self.params, shape, owner=self.owner)
-
     def describe(self) -> str:
         def show(v):
             if isinstance(v, DistSpec):
