@@ -67,14 +67,34 @@ class Family(Protocol):
     def coordinate_finite(self, params): ...
 
 
+class _NormalNoise:
+    """Shared by the reparameterised normal families: draws are ``transform(params, eps)`` of standard
+    normal noise ``eps`` of ``noise_dim(params)`` coordinates, and the mean is ``mu``."""
+
+    has_density: ClassVar[bool] = True
+    reparameterized: ClassVar[bool] = True
+
+    @staticmethod
+    def mean(params):
+        return params["mu"]
+
+    @staticmethod
+    def noise_dim(params):
+        return params["mu"].shape[-1]
+
+    def sample_and_log_prob(self, params, key, n):
+        return self.transform(params, _standard_normal(params, key, n, self.noise_dim(params)))
+
+    def sample(self, params, key, n):
+        return self.sample_and_log_prob(params, key, n)[0]
+
+
 @dataclass(frozen=True)
-class MeanFieldFamily:
+class MeanFieldFamily(_NormalNoise):
     """Independent normals: ``mu`` and ``rho`` with std = softplus(rho) (PyMC's MeanField)."""
 
     name: ClassVar[str] = "mean_field"
     param_names: ClassVar[tuple] = ("mu", "rho")
-    has_density: ClassVar[bool] = True
-    reparameterized: ClassVar[bool] = True
 
     @staticmethod
     def init(mean, sigma=None):
@@ -86,17 +106,9 @@ class MeanFieldFamily:
     def std(params):
         return jax.nn.softplus(params["rho"])
 
-    @staticmethod
-    def mean(params):
-        return params["mu"]
-
     @classmethod
     def cov(cls, params):
         return jnp.diag(cls.std(params) ** 2)
-
-    @staticmethod
-    def noise_dim(params):
-        return params["mu"].shape[-1]
 
     @classmethod
     def transform(cls, params, eps):
@@ -104,18 +116,10 @@ class MeanFieldFamily:
         return params["mu"] + std * eps, standard_normal_log_prob(eps) - jnp.sum(jnp.log(std))
 
     @classmethod
-    def sample(cls, params, key, n):
-        return cls.sample_and_log_prob(params, key, n)[0]
-
-    @classmethod
     def log_prob(cls, params, z):
         std = cls.std(params)
         r = (z - params["mu"]) / std
         return -0.5 * jnp.sum(r**2 + _LOG_2PI, axis=-1) - jnp.sum(jnp.log(std))
-
-    @classmethod
-    def sample_and_log_prob(cls, params, key, n):
-        return cls.transform(params, _standard_normal(params, key, n, cls.noise_dim(params)))
 
     @classmethod
     def entropy(cls, params):
@@ -137,24 +141,28 @@ def _standard_normal(params, key, n, k):
     return jax.random.normal(key, (n, k), params["mu"].dtype)
 
 
+def _start(mean, sigma):
+    """``mean`` as an array and ``sigma`` as one scale per coordinate of it (1 when None)."""
+    mean = jnp.asarray(mean)
+    d = mean.shape[-1]
+    return mean, jnp.ones(d, mean.dtype) if sigma is None else jnp.broadcast_to(sigma, (d,)).astype(mean.dtype)
+
+
 def _tril_size(d: int) -> int:
     return d * (d + 1) // 2
 
 
 @dataclass(frozen=True)
-class FullRankFamily:
+class FullRankFamily(_NormalNoise):
     """A multivariate normal: ``mu`` and a packed lower-triangular ``L_tril`` (softplus diagonal)."""
 
     name: ClassVar[str] = "full_rank"
     param_names: ClassVar[tuple] = ("mu", "L_tril")
-    has_density: ClassVar[bool] = True
-    reparameterized: ClassVar[bool] = True
 
     @staticmethod
     def init(mean, sigma=None):
-        mean = jnp.asarray(mean)
+        mean, sigma = _start(mean, sigma)
         d = mean.shape[-1]
-        sigma = jnp.ones(d, mean.dtype) if sigma is None else jnp.broadcast_to(sigma, (d,)).astype(mean.dtype)
         rows, cols = np.tril_indices(d)
         packed = jnp.zeros(_tril_size(d), mean.dtype)
         packed = packed.at[np.flatnonzero(rows == cols)].set(softplus_inverse(sigma))
@@ -182,10 +190,6 @@ class FullRankFamily:
         j = jax.lax.broadcasted_iota(jnp.int32, (d, d), 1)
         return jnp.where(i == j, jax.nn.softplus(raw), jnp.where(j < i, raw, jnp.zeros((), raw.dtype)))
 
-    @staticmethod
-    def mean(params):
-        return params["mu"]
-
     @classmethod
     def cov(cls, params):
         L = cls.L(params)
@@ -195,28 +199,16 @@ class FullRankFamily:
     def std(cls, params):
         return jnp.sqrt(jnp.sum(cls.L(params) ** 2, axis=-1))
 
-    @staticmethod
-    def noise_dim(params):
-        return params["mu"].shape[-1]
-
     @classmethod
     def transform(cls, params, eps):
         L = cls.L(params)
         return params["mu"] + eps @ L.T, standard_normal_log_prob(eps) - jnp.sum(jnp.log(jnp.diagonal(L)))
 
     @classmethod
-    def sample(cls, params, key, n):
-        return cls.sample_and_log_prob(params, key, n)[0]
-
-    @classmethod
     def log_prob(cls, params, z):
         L = cls.L(params)
         r = jax.scipy.linalg.solve_triangular(L, (z - params["mu"]).T, lower=True).T
         return -0.5 * jnp.sum(r**2 + _LOG_2PI, axis=-1) - jnp.sum(jnp.log(jnp.diagonal(L)))
-
-    @classmethod
-    def sample_and_log_prob(cls, params, key, n):
-        return cls.transform(params, _standard_normal(params, key, n, cls.noise_dim(params)))
 
     @classmethod
     def entropy(cls, params):
@@ -237,7 +229,7 @@ DEFAULT_RANK = 5
 
 
 @dataclass(frozen=True)
-class LowRankFamily:
+class LowRankFamily(_NormalNoise):
     """Low-rank plus diagonal normal: cov = diag(s**2) + W W^T, s = softplus(rho), W of shape (d, k).
 
     Sampling is z = mu + s * e1 + W e2 (e1 ~ N(0, I_d), e2 ~ N(0, I_k)); ``log_prob`` uses the
@@ -251,8 +243,6 @@ class LowRankFamily:
     rank: int | None = None
     name: ClassVar[str] = "low_rank"
     param_names: ClassVar[tuple] = ("mu", "rho", "W")
-    has_density: ClassVar[bool] = True
-    reparameterized: ClassVar[bool] = True
 
     def __post_init__(self):
         rank = self.rank
@@ -261,17 +251,12 @@ class LowRankFamily:
         object.__setattr__(self, "rank", None if rank is None else int(rank))
 
     def init(self, mean, sigma=None):
-        mean = jnp.asarray(mean)
+        mean, sigma = _start(mean, sigma)
         d = mean.shape[-1]
         k = min(d, DEFAULT_RANK) if self.rank is None else self.rank
-        sigma = jnp.ones(d, mean.dtype) if sigma is None else jnp.broadcast_to(sigma, (d,)).astype(mean.dtype)
         raw = jnp.asarray(np.random.default_rng(0).normal(size=(d, k)), mean.dtype)
         w = 0.1 * sigma[:, None] * raw / jnp.linalg.norm(raw, axis=-1, keepdims=True)  # row norm 0.1 sigma
         return {"mu": mean, "rho": softplus_inverse(jnp.sqrt(0.99) * sigma), "W": w}
-
-    @staticmethod
-    def mean(params):
-        return params["mu"]
 
     @staticmethod
     def diag_std(params):
@@ -321,10 +306,6 @@ class LowRankFamily:
         maha = jnp.sum(r**2, axis=-1) - jnp.sum(v**2, axis=-1)
         logdet = 2 * jnp.sum(jnp.log(s)) + 2 * jnp.sum(jnp.log(jnp.diagonal(lc)))
         return -0.5 * (maha + logdet + s.shape[-1] * _LOG_2PI)
-
-    @classmethod
-    def sample_and_log_prob(cls, params, key, n):
-        return cls.transform(params, _standard_normal(params, key, n, cls.noise_dim(params)))
 
     @classmethod
     def entropy(cls, params):

@@ -188,22 +188,7 @@ def apply_momentum(
     updates if ``transformation`` is None): ``v = momentum * v + u``;
     ``update = v``.  PyMC default: ``momentum=0.9``.
     """
-    mom = momentum
-
-    def init_fn(params):
-        return MomentumState(velocity=_zeros_like_tree(params))
-
-    def update_fn(updates, state, params=None):
-        del params
-        velocity = jax.tree_util.tree_map(
-            lambda v, u: _cast(mom * v + u, v), state.velocity, updates
-        )
-        return velocity, MomentumState(velocity=velocity)
-
-    tx = optax.GradientTransformation(init_fn, update_fn)
-    if transformation is None:
-        return tx
-    return optax.chain(transformation, tx)
+    return _momentum(transformation, momentum, nesterov=False)
 
 
 def apply_nesterov_momentum(
@@ -216,25 +201,26 @@ def apply_nesterov_momentum(
     updates if ``transformation`` is None): ``v = momentum * v + u``;
     ``update = momentum * v + u``.  PyMC default: ``momentum=0.9``.
     """
-    mom = momentum
+    return _momentum(transformation, momentum, nesterov=True)
+
+
+def _momentum(transformation, mom: float, nesterov: bool) -> optax.GradientTransformation:
+    """``v = mom * v + u`` on the updates ``u`` of ``transformation``; the update is ``v`` (classical) or
+    ``mom * v + u`` (Nesterov)."""
 
     def init_fn(params):
         return MomentumState(velocity=_zeros_like_tree(params))
 
     def update_fn(updates, state, params=None):
         del params
-        velocity = jax.tree_util.tree_map(
-            lambda v, u: _cast(mom * v + u, v), state.velocity, updates
-        )
-        new_updates = jax.tree_util.tree_map(
-            lambda v, u: _cast(mom * v + u, u), velocity, updates
-        )
+        velocity = jax.tree_util.tree_map(lambda v, u: _cast(mom * v + u, v), state.velocity, updates)
+        if not nesterov:
+            return velocity, MomentumState(velocity=velocity)
+        new_updates = jax.tree_util.tree_map(lambda v, u: _cast(mom * v + u, u), velocity, updates)
         return new_updates, MomentumState(velocity=velocity)
 
     tx = optax.GradientTransformation(init_fn, update_fn)
-    if transformation is None:
-        return tx
-    return optax.chain(transformation, tx)
+    return tx if transformation is None else optax.chain(transformation, tx)
 
 
 def momentum(
@@ -269,21 +255,7 @@ def adagrad(
     PyMC defaults: ``learning_rate=1.0, epsilon=1e-6``.
     """
 
-    def init_fn(params):
-        return AdagradState(count=_zero_count(), accu=_zeros_like_tree(params))
-
-    def update_fn(updates, state, params=None):
-        del params
-        lr = _current_lr(learning_rate, state.count)
-        accu = jax.tree_util.tree_map(lambda a, g: _cast(a + g * g, a), state.accu, updates)
-        new_updates = jax.tree_util.tree_map(
-            lambda g, a: _cast(-lr * g / jnp.sqrt(a + epsilon), g), updates, accu
-        )
-        return new_updates, AdagradState(
-            count=optax.safe_int32_increment(state.count), accu=accu
-        )
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _accumulating_optimizer(learning_rate, epsilon, AdagradState, lambda a, g: a + g * g)
 
 
 def adagrad_window(
@@ -383,21 +355,22 @@ def rmsprop(
     PyMC defaults: ``learning_rate=1e-3, rho=0.9, epsilon=1e-6``.
     """
 
+    return _accumulating_optimizer(learning_rate, epsilon, RMSPropState,
+                                   lambda a, g: rho * a + (1.0 - rho) * g * g)
+
+
+def _accumulating_optimizer(learning_rate, epsilon, state_cls, accumulate):
+    """Adagrad and RMSProp: ``accu = accumulate(accu, g)``; ``update = -lr * g / sqrt(accu + epsilon)``."""
+
     def init_fn(params):
-        return RMSPropState(count=_zero_count(), accu=_zeros_like_tree(params))
+        return state_cls(count=_zero_count(), accu=_zeros_like_tree(params))
 
     def update_fn(updates, state, params=None):
         del params
         lr = _current_lr(learning_rate, state.count)
-        accu = jax.tree_util.tree_map(
-            lambda a, g: _cast(rho * a + (1.0 - rho) * g * g, a), state.accu, updates
-        )
-        new_updates = jax.tree_util.tree_map(
-            lambda g, a: _cast(-lr * g / jnp.sqrt(a + epsilon), g), updates, accu
-        )
-        return new_updates, RMSPropState(
-            count=optax.safe_int32_increment(state.count), accu=accu
-        )
+        accu = jax.tree_util.tree_map(lambda a, g: _cast(accumulate(a, g), a), state.accu, updates)
+        new_updates = jax.tree_util.tree_map(lambda g, a: _cast(-lr * g / jnp.sqrt(a + epsilon), g), updates, accu)
+        return new_updates, state_cls(count=optax.safe_int32_increment(state.count), accu=accu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -416,31 +389,11 @@ def adam(
     PyMC defaults: ``learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8``.
     """
 
-    def init_fn(params):
-        return AdamState(
-            count=_zero_count(), m=_zeros_like_tree(params), v=_zeros_like_tree(params)
-        )
-
-    def update_fn(updates, state, params=None):
-        del params
-        lr = _current_lr(learning_rate, state.count)
-        t = optax.safe_int32_increment(state.count)
-        m = jax.tree_util.tree_map(
-            lambda m_, g: _cast(beta1 * m_ + (1.0 - beta1) * g, m_), state.m, updates
-        )
-        v = jax.tree_util.tree_map(
-            lambda v_, g: _cast(beta2 * v_ + (1.0 - beta2) * g * g, v_), state.v, updates
-        )
-
-        def step(g, m_, v_):
-            tf = t.astype(jnp.result_type(g))
-            a_t = lr * jnp.sqrt(1.0 - beta2**tf) / (1.0 - beta1**tf)
-            return _cast(-a_t * m_ / (jnp.sqrt(v_) + epsilon), g)
-
-        new_updates = jax.tree_util.tree_map(step, updates, m, v)
-        return new_updates, AdamState(count=t, m=m, v=v)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _moment_optimizer(
+        learning_rate, beta1, AdamState,
+        second=lambda v, g: beta2 * v + (1.0 - beta2) * g * g,
+        step_scale=lambda t: jnp.sqrt(1.0 - beta2**t) / (1.0 - beta1**t),
+        denominator=lambda v: jnp.sqrt(v) + epsilon)
 
 
 def adamax(
@@ -457,29 +410,33 @@ def adamax(
     PyMC defaults: ``learning_rate=2e-3, beta1=0.9, beta2=0.999, epsilon=1e-8``.
     """
 
+    return _moment_optimizer(
+        learning_rate, beta1, AdamaxState,
+        second=lambda u, g: jnp.maximum(beta2 * u, jnp.abs(g)),
+        step_scale=lambda t: 1.0 / (1.0 - beta1**t),
+        denominator=lambda u: u + epsilon)
+
+
+def _moment_optimizer(learning_rate, beta1, state_cls, second, step_scale, denominator):
+    """Adam and Adamax: ``m = beta1 m + (1 - beta1) g``, ``s = second(s, g)``, and
+    ``update = -learning_rate * step_scale(t) * m / denominator(s)`` at update ``t = 1, 2, ...``."""
+
     def init_fn(params):
-        return AdamaxState(
-            count=_zero_count(), m=_zeros_like_tree(params), u=_zeros_like_tree(params)
-        )
+        return state_cls(_zero_count(), _zeros_like_tree(params), _zeros_like_tree(params))
 
     def update_fn(updates, state, params=None):
         del params
-        lr = _current_lr(learning_rate, state.count)
-        t = optax.safe_int32_increment(state.count)
-        m = jax.tree_util.tree_map(
-            lambda m_, g: _cast(beta1 * m_ + (1.0 - beta1) * g, m_), state.m, updates
-        )
-        u = jax.tree_util.tree_map(
-            lambda u_, g: _cast(jnp.maximum(beta2 * u_, jnp.abs(g)), u_), state.u, updates
-        )
+        count, m_old, s_old = state
+        lr = _current_lr(learning_rate, count)
+        t = optax.safe_int32_increment(count)
+        m = jax.tree_util.tree_map(lambda m_, g: _cast(beta1 * m_ + (1.0 - beta1) * g, m_), m_old, updates)
+        s_new = jax.tree_util.tree_map(lambda s_, g: _cast(second(s_, g), s_), s_old, updates)
 
-        def step(g, m_, u_):
-            tf = t.astype(jnp.result_type(g))
-            a_t = lr / (1.0 - beta1**tf)
-            return _cast(-a_t * m_ / (u_ + epsilon), g)
+        def step(g, m_, s_):
+            a_t = lr * step_scale(t.astype(jnp.result_type(g)))
+            return _cast(-a_t * m_ / denominator(s_), g)
 
-        new_updates = jax.tree_util.tree_map(step, updates, m, u)
-        return new_updates, AdamaxState(count=t, m=m, u=u)
+        return jax.tree_util.tree_map(step, updates, m, s_new), state_cls(t, m, s_new)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
