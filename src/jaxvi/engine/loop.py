@@ -14,14 +14,12 @@ stop on KeyboardInterrupt or StopIteration.  Nothing here knows about models or 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import signal
 import sys
 import threading
 import time
-import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["make_step", "make_runner", "step_key", "structural_key", "compilations", "run", "RunResult", "logger"]
+__all__ = ["make_step", "make_runner", "step_key", "compilations", "run", "RunResult", "logger"]
 
 logger = logging.getLogger("jaxvi")
 if not logger.handlers:
@@ -83,44 +81,6 @@ def compilations():
 
 
 _LOWERING_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
-
-
-def structural_key(obj, _depth: int = 0):
-    """A hashable key equal for equally configured functions (e.g. two ``jv.adam(learning_rate=0.01)``).
-
-    Functions are keyed by their code, defaults and the (recursive) keys of the values they close
-    over; numbers, strings and small arrays by value; containers by their items; anything else by
-    identity (the caller keeps such objects alive, so identities stay unique).  Used to share a
-    compiled runner between fits whose optimizers are separate but identical objects.
-    """
-    if _depth > 24:
-        return ("id", id(obj))
-    key = functools.partial(structural_key, _depth=_depth + 1)
-    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
-        return (type(obj).__name__, obj)
-    if isinstance(obj, (np.ndarray, np.generic, jax.Array)) and not isinstance(obj, jax.core.Tracer):
-        if np.size(obj) <= 256:
-            arr = np.asarray(obj)
-            return ("array", arr.dtype.str, arr.shape, arr.tobytes())
-        return ("id", id(obj))
-    if isinstance(obj, (tuple, list)):
-        return (type(obj).__name__, tuple(key(x) for x in obj))
-    if isinstance(obj, dict):
-        return ("dict", tuple(sorted((repr(k), key(v)) for k, v in obj.items())))
-    if isinstance(obj, functools.partial):
-        return ("partial", key(obj.func), key(obj.args), key(obj.keywords))
-    if isinstance(obj, types.FunctionType):
-        cells = tuple(key(c.cell_contents) if _cell_filled(c) else ("empty",) for c in (obj.__closure__ or ()))
-        return ("function", obj.__code__, key(obj.__defaults__), key(obj.__kwdefaults__), cells)
-    return ("id", id(obj))
-
-
-def _cell_filled(cell) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
 
 
 #: Most noise elements pre-drawn at once for a block of steps (4 MB in float32).

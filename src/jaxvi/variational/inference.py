@@ -84,7 +84,7 @@ class Inference:
         cache = self.approx.cm.cached(("runners",), dict)
         feeding = self._feeding or Feeding(self.approx.cm)
         rule = self._stop_rule  # fit(stop_on_convergence=...): a PlateauRule whose state rides in opt_state
-        config = (*self._config(), engine.structural_key(optimizer), n_mc, clip, feeding.config, rule and rule.config)
+        config = (*self._config(), _cache_key(optimizer), n_mc, clip, feeding.config, rule and rule.config)
         if config not in cache:
             objective = feeding.objective(self._objective(n_mc))
             draw = objective.draw if objective.predrawn else None  # None: the runner passes each step's key
@@ -225,6 +225,16 @@ class Inference:
             raise FloatingPointError(_nonfinite_message(approx, result, self._steps))
         diagnostics.record_khat(approx, self.khat_draws)  # approx.khat; warns when > 0.7
         return approx
+
+
+def _cache_key(optimizer):
+    """The optimizer as part of a compiled runner's key: jaxvi's optimizers compare by configuration
+    (``jv.adam(0.01)`` twice is one key), any other optax transformation by its functions."""
+    try:
+        hash(optimizer)
+    except TypeError:
+        return ("id", id(optimizer))  # the cache entry keeps the optimizer alive, so its id stays unique
+    return optimizer
 
 
 def _check_checkpoint(checkpoint, every, resume):

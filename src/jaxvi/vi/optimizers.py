@@ -1,4 +1,9 @@
-"""PyMC-named stochastic optimisers, returned as ``optax`` transformations.
+"""PyMC-named stochastic optimisers, returned as ``optax`` transformations (floor 2).
+
+Each PyMC optimizer is an update rule ``scale_by_<name>`` (optax style: a pure ``init``/``update``
+pair over a NamedTuple state, no learning rate) chained with ``optax.scale_by_learning_rate``;
+the result is an :class:`Optimizer`, an ``optax.GradientTransformation`` that compares equal by
+its configuration (so equal optimizers share one compiled fitting loop).
 
 The functions in this module follow the names, keyword arguments and defaults
 of ``pymc.variational.updates`` (which are Lasagne-style update rules), but
@@ -19,14 +24,25 @@ rate.  All transformations work on arbitrary pytrees, are ``jax.jit`` and
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import operator
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = [
+    "Optimizer",
+    "LearningRateState",
+    "scale_by_adagrad",
+    "scale_by_adagrad_window",
+    "scale_by_adadelta",
+    "scale_by_rmsprop",
+    "scale_by_adam",
+    "scale_by_adamax",
     "sgd",
     "momentum",
     "nesterov_momentum",
@@ -58,13 +74,6 @@ def _zero_count() -> jax.Array:
     return jnp.zeros([], jnp.int32)
 
 
-def _current_lr(learning_rate: ScalarOrSchedule, count: jax.Array):
-    """Learning rate for the step whose (pre-increment) count is ``count``."""
-    if callable(learning_rate):
-        return learning_rate(count)
-    return learning_rate
-
-
 def _cast(x, like):
     """Cast ``x`` to the dtype of ``like`` (keeps float32 leaves float32)."""
     return jnp.asarray(x).astype(jnp.result_type(like))
@@ -87,358 +96,312 @@ def _check_positive_int(name: str, value) -> int:
 
 
 # ---------------------------------------------------------------------------
-# state containers
+# optimizers that compare equal by configuration
 # ---------------------------------------------------------------------------
 
 
-class SGDState(NamedTuple):
-    """State of :func:`sgd`: the number of updates applied so far."""
-
-    count: jax.Array
-
-
-class MomentumState(NamedTuple):
-    """State of :func:`apply_momentum` / :func:`apply_nesterov_momentum`."""
-
-    velocity: Any
+def _hashable(value):
+    """``value`` as part of an optimizer's configuration: numbers by value, anything else as itself."""
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)) and np.ndim(value) == 0:
+        return float(value)
+    if isinstance(value, (jax.Array, np.ndarray)):
+        arr = np.asarray(value)
+        return ("array", arr.dtype.str, arr.shape, arr.tobytes())
+    return value
 
 
-class AdagradState(NamedTuple):
-    """State of :func:`adagrad`."""
+class Optimizer(optax.GradientTransformation):
+    """An optax ``GradientTransformation`` that remembers how it was made.
 
-    count: jax.Array
+    Two optimizers made with the same configuration (``jv.adam(learning_rate=0.01)`` twice) are equal
+    and hash alike, so fits with either share one compiled loop.  A schedule or a user's optax
+    transformation inside the configuration counts by identity.
+    """
+
+    def __new__(cls, init, update, config: tuple):
+        self = super().__new__(cls, init, update)
+        self.config = tuple(_hashable(c) for c in config)
+        return self
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.config == self.config
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self.config)
+
+    def __repr__(self):
+        return f"Optimizer{self.config!r}"
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["rule", "learning_rate"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class LearningRateState:
+    """State of a PyMC-named optimizer (a pytree): its rule's state, then the learning rate's (optax's own).
+
+    The rule's fields read through (``state.index`` of ``adagrad_window``).
+    """
+
+    rule: Any
+    learning_rate: Any
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("rule", "learning_rate"):
+            raise AttributeError(name)
+        return getattr(self.rule, name)
+
+
+def _with_learning_rate(name: str, rule: optax.GradientTransformation, learning_rate, **config) -> Optimizer:
+    """``rule`` chained with ``optax.scale_by_learning_rate(learning_rate)``: a named PyMC optimizer."""
+    if callable(learning_rate):
+        lr = optax.scale_by_learning_rate(learning_rate)
+    else:
+        learning_rate = _checked_learning_rate(learning_rate)
+        lr = optax.scale_by_learning_rate(learning_rate)
+
+    def init_fn(params):
+        return LearningRateState(rule.init(params), lr.init(params))
+
+    def update_fn(updates, state, params=None):
+        updates, rule_state = rule.update(updates, state.rule, params)
+        updates, lr_state = lr.update(updates, state.learning_rate, params)
+        return updates, LearningRateState(rule_state, lr_state)
+
+    return Optimizer(init_fn, update_fn, (name, ("learning_rate", learning_rate), *sorted(config.items())))
+
+
+def _checked_learning_rate(learning_rate) -> float:
+    try:
+        value = float(learning_rate)
+    except (TypeError, ValueError):
+        raise TypeError(f"learning_rate must be a positive number or an optax schedule, got {learning_rate!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"learning_rate must be a positive finite number (a negative one would climb the loss), "
+                         f"got {learning_rate!r}")
+    return value
+
+
+def _rule(init_fn, update_fn) -> optax.GradientTransformation:
+    def update(updates, state, params=None):
+        del params
+        return update_fn(updates, state)
+
+    return optax.GradientTransformation(init_fn, update)
+
+
+# ---------------------------------------------------------------------------
+# the update rules, without their learning rate (``scale_by_*``)
+# ---------------------------------------------------------------------------
+
+
+class AccumulatorState(NamedTuple):
+    """State of :func:`scale_by_adagrad` and :func:`scale_by_rmsprop`: the accumulated squared gradients."""
+
     accu: Any
 
 
 class AdagradWindowState(NamedTuple):
-    """State of :func:`adagrad_window`.
+    """State of :func:`scale_by_adagrad_window`.
 
     ``accu`` holds, per parameter, a ring buffer of the last ``n_win`` squared
     gradients (shape ``param.shape + (n_win,)``); ``index`` is the slot that
     the next squared gradient will be written to.
     """
 
-    count: jax.Array
     index: jax.Array
     accu: Any
 
 
 class AdadeltaState(NamedTuple):
-    """State of :func:`adadelta`."""
+    """State of :func:`scale_by_adadelta`."""
 
-    count: jax.Array
     accu: Any
     delta_accu: Any
 
 
-class RMSPropState(NamedTuple):
-    """State of :func:`rmsprop`."""
-
-    count: jax.Array
-    accu: Any
-
-
-class AdamState(NamedTuple):
-    """State of :func:`adam`."""
+class MomentsState(NamedTuple):
+    """State of :func:`scale_by_adam` / :func:`scale_by_adamax`: the update count and the two moments."""
 
     count: jax.Array
     m: Any
-    v: Any
+    s: Any
 
 
-class AdamaxState(NamedTuple):
-    """State of :func:`adamax`."""
+def _accumulating(epsilon, accumulate) -> optax.GradientTransformation:
+    """``accu = accumulate(accu, g)``; ``u = g / sqrt(accu + epsilon)``."""
 
-    count: jax.Array
-    m: Any
-    u: Any
+    def update(updates, state):
+        accu = jax.tree_util.tree_map(lambda a, g: _cast(accumulate(a, g), a), state.accu, updates)
+        return jax.tree_util.tree_map(lambda g, a: _cast(g / jnp.sqrt(a + epsilon), g), updates, accu), \
+            AccumulatorState(accu)
+
+    return _rule(lambda params: AccumulatorState(_zeros_like_tree(params)), update)
+
+
+def scale_by_adagrad(epsilon: float = 1e-6) -> optax.GradientTransformation:
+    """Adagrad's rule: ``accu += g**2``; ``u = g / sqrt(accu + epsilon)``."""
+    return _accumulating(epsilon, lambda a, g: a + g * g)
+
+
+def scale_by_rmsprop(rho: float = 0.9, epsilon: float = 1e-6) -> optax.GradientTransformation:
+    """RMSProp's rule: ``accu = rho * accu + (1 - rho) * g**2``; ``u = g / sqrt(accu + epsilon)``."""
+    return _accumulating(epsilon, lambda a, g: rho * a + (1.0 - rho) * g * g)
+
+
+def scale_by_adagrad_window(epsilon: float = 0.1, n_win: int = 10) -> optax.GradientTransformation:
+    """PyMC's windowed Adagrad rule: ``u = g / sqrt(sum of the last n_win g**2 + epsilon)``."""
+    n_win = _check_positive_int("n_win", n_win)
+
+    def init(params):
+        accu = jax.tree_util.tree_map(lambda p: jnp.zeros(jnp.shape(p) + (n_win,), dtype=jnp.result_type(p)), params)
+        return AdagradWindowState(index=jnp.zeros([], jnp.int32), accu=accu)
+
+    def update(updates, state):
+        i = state.index
+        accu = jax.tree_util.tree_map(lambda a, g: a.at[..., i].set(_cast(g * g, a)), state.accu, updates)
+        out = jax.tree_util.tree_map(lambda g, a: _cast(g / jnp.sqrt(a.sum(axis=-1) + epsilon), g), updates, accu)
+        return out, AdagradWindowState(index=((i + 1) % n_win).astype(jnp.int32), accu=accu)
+
+    return _rule(init, update)
+
+
+def scale_by_adadelta(rho: float = 0.95, epsilon: float = 1e-6) -> optax.GradientTransformation:
+    """Adadelta's rule: ``accu = rho accu + (1 - rho) g**2``; ``u = g sqrt(delta + eps) / sqrt(accu + eps)``;
+    ``delta = rho delta + (1 - rho) u**2``."""
+
+    def init(params):
+        return AdadeltaState(accu=_zeros_like_tree(params), delta_accu=_zeros_like_tree(params))
+
+    def update(updates, state):
+        accu = jax.tree_util.tree_map(lambda a, g: _cast(rho * a + (1.0 - rho) * g * g, a), state.accu, updates)
+        step = jax.tree_util.tree_map(lambda g, d, a: _cast(g * jnp.sqrt(d + epsilon) / jnp.sqrt(a + epsilon), g),
+                                      updates, state.delta_accu, accu)
+        delta = jax.tree_util.tree_map(lambda d, u: _cast(rho * d + (1.0 - rho) * u * u, d), state.delta_accu, step)
+        return step, AdadeltaState(accu=accu, delta_accu=delta)
+
+    return _rule(init, update)
+
+
+def _moments(beta1, second, step_scale, denominator) -> optax.GradientTransformation:
+    """Adam-type rules: ``m = beta1 m + (1 - beta1) g``, ``s = second(s, g)``, and
+    ``u = step_scale(t) * m / denominator(s)`` at update ``t = 1, 2, ...``."""
+
+    def init(params):
+        return MomentsState(_zero_count(), _zeros_like_tree(params), _zeros_like_tree(params))
+
+    def update(updates, state):
+        t = optax.safe_int32_increment(state.count)
+        m = jax.tree_util.tree_map(lambda m_, g: _cast(beta1 * m_ + (1.0 - beta1) * g, m_), state.m, updates)
+        s = jax.tree_util.tree_map(lambda s_, g: _cast(second(s_, g), s_), state.s, updates)
+
+        def step(g, m_, s_):
+            return _cast(step_scale(t.astype(jnp.result_type(g))) * m_ / denominator(s_), g)
+
+        return jax.tree_util.tree_map(step, updates, m, s), MomentsState(t, m, s)
+
+    return _rule(init, update)
+
+
+def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> optax.GradientTransformation:
+    """Adam's rule in Lasagne's (PyMC's) form, the bias correction folded into the step:
+    ``u = sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + epsilon)``."""
+    return _moments(beta1, lambda v, g: beta2 * v + (1.0 - beta2) * g * g,
+                    lambda t: jnp.sqrt(1.0 - beta2**t) / (1.0 - beta1**t), lambda v: jnp.sqrt(v) + epsilon)
+
+
+def scale_by_adamax(beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8) -> optax.GradientTransformation:
+    """Adamax's rule: ``u_inf = max(beta2 u_inf, |g|)``; ``u = m / ((1 - beta1**t) (u_inf + epsilon))``."""
+    return _moments(beta1, lambda u, g: jnp.maximum(beta2 * u, jnp.abs(g)),
+                    lambda t: 1.0 / (1.0 - beta1**t), lambda u: u + epsilon)
 
 
 # ---------------------------------------------------------------------------
-# plain update rules
+# PyMC's optimizers: a rule chained with optax.scale_by_learning_rate
 # ---------------------------------------------------------------------------
 
 
-def sgd(learning_rate: ScalarOrSchedule = 1e-3) -> optax.GradientTransformation:
-    """Stochastic gradient descent: ``update = -learning_rate * g``.
-
-    PyMC default: ``learning_rate=1e-3``.
-    """
-
-    def init_fn(params):
-        del params
-        return SGDState(count=_zero_count())
-
-    def update_fn(updates, state, params=None):
-        del params
-        lr = _current_lr(learning_rate, state.count)
-        new_updates = jax.tree_util.tree_map(lambda g: _cast(-lr * g, g), updates)
-        return new_updates, SGDState(count=optax.safe_int32_increment(state.count))
-
-    return optax.GradientTransformation(init_fn, update_fn)
+def sgd(learning_rate: ScalarOrSchedule = 1e-3) -> Optimizer:
+    """Stochastic gradient descent: ``update = -learning_rate * g``.  PyMC default: ``learning_rate=1e-3``."""
+    return _with_learning_rate("sgd", optax.identity(), learning_rate)
 
 
-def apply_momentum(
-    transformation: Optional[optax.GradientTransformation] = None,
-    momentum: float = 0.9,
-) -> optax.GradientTransformation:
-    """Classical momentum on top of another transformation.
-
-    With ``u`` the updates produced by ``transformation`` (or the raw incoming
-    updates if ``transformation`` is None): ``v = momentum * v + u``;
-    ``update = v``.  PyMC default: ``momentum=0.9``.
-    """
-    return _momentum(transformation, momentum, nesterov=False)
+def apply_momentum(transformation: Optional[optax.GradientTransformation] = None, momentum: float = 0.9):
+    """Classical momentum on the updates ``u`` of ``transformation`` (the raw updates if None):
+    ``v = momentum * v + u``; ``update = v``.  PyMC default: ``momentum=0.9``."""
+    return _momentum("apply_momentum", transformation, momentum, nesterov=False)
 
 
-def apply_nesterov_momentum(
-    transformation: Optional[optax.GradientTransformation] = None,
-    momentum: float = 0.9,
-) -> optax.GradientTransformation:
-    """Nesterov momentum on top of another transformation.
-
-    With ``u`` the updates produced by ``transformation`` (or the raw incoming
-    updates if ``transformation`` is None): ``v = momentum * v + u``;
-    ``update = momentum * v + u``.  PyMC default: ``momentum=0.9``.
-    """
-    return _momentum(transformation, momentum, nesterov=True)
+def apply_nesterov_momentum(transformation: Optional[optax.GradientTransformation] = None, momentum: float = 0.9):
+    """Nesterov momentum on the updates ``u`` of ``transformation`` (the raw updates if None):
+    ``v = momentum * v + u``; ``update = momentum * v + u``.  PyMC default: ``momentum=0.9``."""
+    return _momentum("apply_nesterov_momentum", transformation, momentum, nesterov=True)
 
 
-def _momentum(transformation, mom: float, nesterov: bool) -> optax.GradientTransformation:
-    """``v = mom * v + u`` on the updates ``u`` of ``transformation``; the update is ``v`` (classical) or
-    ``mom * v + u`` (Nesterov)."""
-
-    def init_fn(params):
-        return MomentumState(velocity=_zeros_like_tree(params))
-
-    def update_fn(updates, state, params=None):
-        del params
-        velocity = jax.tree_util.tree_map(lambda v, u: _cast(mom * v + u, v), state.velocity, updates)
-        if not nesterov:
-            return velocity, MomentumState(velocity=velocity)
-        new_updates = jax.tree_util.tree_map(lambda v, u: _cast(mom * v + u, u), velocity, updates)
-        return new_updates, MomentumState(velocity=velocity)
-
-    tx = optax.GradientTransformation(init_fn, update_fn)
-    return tx if transformation is None else optax.chain(transformation, tx)
+def _momentum(name, transformation, momentum, nesterov):
+    trace = optax.trace(decay=momentum, nesterov=nesterov)
+    if transformation is None:
+        return Optimizer(trace.init, trace.update, (name, ("momentum", momentum)))
+    both = optax.chain(transformation, trace)
+    return Optimizer(both.init, both.update, (name, transformation, ("momentum", momentum)))
 
 
-def momentum(
-    learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.9
-) -> optax.GradientTransformation:
-    """SGD with classical momentum.
-
-    ``v = momentum * v - learning_rate * g``; ``update = v``.
-    PyMC defaults: ``learning_rate=1e-3, momentum=0.9``.
-    """
+def momentum(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.9) -> Optimizer:
+    """SGD with classical momentum: ``v = momentum * v - learning_rate * g``; ``update = v``.
+    PyMC defaults: ``learning_rate=1e-3, momentum=0.9``."""
     return apply_momentum(sgd(learning_rate), momentum=momentum)
 
 
-def nesterov_momentum(
-    learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.9
-) -> optax.GradientTransformation:
-    """SGD with Nesterov momentum.
-
-    ``v = momentum * v - learning_rate * g``;
-    ``update = momentum * v - learning_rate * g`` (using the new ``v``).
-    PyMC defaults: ``learning_rate=1e-3, momentum=0.9``.
-    """
+def nesterov_momentum(learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.9) -> Optimizer:
+    """SGD with Nesterov momentum: ``v = momentum * v - learning_rate * g``;
+    ``update = momentum * v - learning_rate * g``.  PyMC defaults: ``learning_rate=1e-3, momentum=0.9``."""
     return apply_nesterov_momentum(sgd(learning_rate), momentum=momentum)
 
 
-def adagrad(
-    learning_rate: ScalarOrSchedule = 1.0, epsilon: float = 1e-6
-) -> optax.GradientTransformation:
-    """Adagrad.
+def adagrad(learning_rate: ScalarOrSchedule = 1.0, epsilon: float = 1e-6) -> Optimizer:
+    """Adagrad: ``accu += g**2``; ``update = -learning_rate * g / sqrt(accu + epsilon)``.
+    PyMC defaults: ``learning_rate=1.0, epsilon=1e-6``."""
+    return _with_learning_rate("adagrad", scale_by_adagrad(epsilon), learning_rate, epsilon=epsilon)
 
-    ``accu += g**2``; ``update = -learning_rate * g / sqrt(accu + epsilon)``.
-    PyMC defaults: ``learning_rate=1.0, epsilon=1e-6``.
+
+def adagrad_window(learning_rate: ScalarOrSchedule = 1e-3, epsilon: float = 0.1, n_win: int = 10) -> Optimizer:
+    """Adagrad over a sliding window of the last ``n_win`` squared gradients, PyMC's default optimiser.
+
+    A ring buffer (shape ``param.shape + (n_win,)``, zeros initially) receives ``g**2`` in slot ``i``;
+    then ``i = (i + 1) % n_win`` and ``update = -learning_rate * g / sqrt(buffer.sum(-1) + epsilon)``.
+    PyMC defaults: ``learning_rate=1e-3, epsilon=0.1, n_win=10``.
     """
-
-    return _accumulating_optimizer(learning_rate, epsilon, AdagradState, lambda a, g: a + g * g)
-
-
-def adagrad_window(
-    learning_rate: ScalarOrSchedule = 1e-3, epsilon: float = 0.1, n_win: int = 10
-) -> optax.GradientTransformation:
-    """Adagrad over a sliding window of the last ``n_win`` squared gradients.
-
-    A ring buffer (shape ``param.shape + (n_win,)``, zeros initially) receives
-    ``g**2`` in slot ``i``; then ``i = (i + 1) % n_win``,
-    ``accu_sum = buffer.sum(-1)`` and
-    ``update = -learning_rate * g / sqrt(accu_sum + epsilon)``.
-    This is PyMC's default optimiser; PyMC defaults:
-    ``learning_rate=1e-3, epsilon=0.1, n_win=10``.
-    """
-    n_win = _check_positive_int("n_win", n_win)
-
-    def init_fn(params):
-        accu = jax.tree_util.tree_map(
-            lambda p: jnp.zeros(jnp.shape(p) + (n_win,), dtype=jnp.result_type(p)),
-            params,
-        )
-        return AdagradWindowState(
-            count=_zero_count(), index=jnp.zeros([], jnp.int32), accu=accu
-        )
-
-    def update_fn(updates, state, params=None):
-        del params
-        lr = _current_lr(learning_rate, state.count)
-        i = state.index
-        accu = jax.tree_util.tree_map(
-            lambda a, g: a.at[..., i].set(_cast(g * g, a)), state.accu, updates
-        )
-        new_updates = jax.tree_util.tree_map(
-            lambda g, a: _cast(-lr * g / jnp.sqrt(a.sum(axis=-1) + epsilon), g),
-            updates,
-            accu,
-        )
-        new_index = ((i + 1) % n_win).astype(jnp.int32)
-        return new_updates, AdagradWindowState(
-            count=optax.safe_int32_increment(state.count), index=new_index, accu=accu
-        )
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    return _with_learning_rate("adagrad_window", scale_by_adagrad_window(epsilon, n_win), learning_rate,
+                               epsilon=epsilon, n_win=n_win)
 
 
-def adadelta(
-    learning_rate: ScalarOrSchedule = 1.0, rho: float = 0.95, epsilon: float = 1e-6
-) -> optax.GradientTransformation:
-    """Adadelta.
-
-    ``accu = rho * accu + (1 - rho) * g**2``;
-    ``step = g * sqrt(delta_accu + epsilon) / sqrt(accu + epsilon)``;
-    ``update = -learning_rate * step``;
-    ``delta_accu = rho * delta_accu + (1 - rho) * step**2``.
-    PyMC defaults: ``learning_rate=1.0, rho=0.95, epsilon=1e-6``.
-    """
-
-    def init_fn(params):
-        return AdadeltaState(
-            count=_zero_count(),
-            accu=_zeros_like_tree(params),
-            delta_accu=_zeros_like_tree(params),
-        )
-
-    def update_fn(updates, state, params=None):
-        del params
-        lr = _current_lr(learning_rate, state.count)
-        accu = jax.tree_util.tree_map(
-            lambda a, g: _cast(rho * a + (1.0 - rho) * g * g, a), state.accu, updates
-        )
-        step = jax.tree_util.tree_map(
-            lambda g, d, a: _cast(g * jnp.sqrt(d + epsilon) / jnp.sqrt(a + epsilon), g),
-            updates,
-            state.delta_accu,
-            accu,
-        )
-        delta_accu = jax.tree_util.tree_map(
-            lambda d, s: _cast(rho * d + (1.0 - rho) * s * s, d), state.delta_accu, step
-        )
-        new_updates = jax.tree_util.tree_map(lambda s: _cast(-lr * s, s), step)
-        return new_updates, AdadeltaState(
-            count=optax.safe_int32_increment(state.count),
-            accu=accu,
-            delta_accu=delta_accu,
-        )
-
-    return optax.GradientTransformation(init_fn, update_fn)
+def adadelta(learning_rate: ScalarOrSchedule = 1.0, rho: float = 0.95, epsilon: float = 1e-6) -> Optimizer:
+    """Adadelta (the rule of :func:`scale_by_adadelta` times ``-learning_rate``).
+    PyMC defaults: ``learning_rate=1.0, rho=0.95, epsilon=1e-6``."""
+    return _with_learning_rate("adadelta", scale_by_adadelta(rho, epsilon), learning_rate, rho=rho, epsilon=epsilon)
 
 
-def rmsprop(
-    learning_rate: ScalarOrSchedule = 1e-3, rho: float = 0.9, epsilon: float = 1e-6
-) -> optax.GradientTransformation:
-    """RMSProp.
-
-    ``accu = rho * accu + (1 - rho) * g**2``;
-    ``update = -learning_rate * g / sqrt(accu + epsilon)``.
-    PyMC defaults: ``learning_rate=1e-3, rho=0.9, epsilon=1e-6``.
-    """
-
-    return _accumulating_optimizer(learning_rate, epsilon, RMSPropState,
-                                   lambda a, g: rho * a + (1.0 - rho) * g * g)
+def rmsprop(learning_rate: ScalarOrSchedule = 1e-3, rho: float = 0.9, epsilon: float = 1e-6) -> Optimizer:
+    """RMSProp: ``accu = rho * accu + (1 - rho) * g**2``; ``update = -learning_rate * g / sqrt(accu + epsilon)``.
+    PyMC defaults: ``learning_rate=1e-3, rho=0.9, epsilon=1e-6``."""
+    return _with_learning_rate("rmsprop", scale_by_rmsprop(rho, epsilon), learning_rate, rho=rho, epsilon=epsilon)
 
 
-def _accumulating_optimizer(learning_rate, epsilon, state_cls, accumulate):
-    """Adagrad and RMSProp: ``accu = accumulate(accu, g)``; ``update = -lr * g / sqrt(accu + epsilon)``."""
-
-    def init_fn(params):
-        return state_cls(count=_zero_count(), accu=_zeros_like_tree(params))
-
-    def update_fn(updates, state, params=None):
-        del params
-        lr = _current_lr(learning_rate, state.count)
-        accu = jax.tree_util.tree_map(lambda a, g: _cast(accumulate(a, g), a), state.accu, updates)
-        new_updates = jax.tree_util.tree_map(lambda g, a: _cast(-lr * g / jnp.sqrt(a + epsilon), g), updates, accu)
-        return new_updates, state_cls(count=optax.safe_int32_increment(state.count), accu=accu)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+def adam(learning_rate: ScalarOrSchedule = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+         epsilon: float = 1e-8) -> Optimizer:
+    """Adam (Lasagne form): ``update = -learning_rate * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``.
+    PyMC defaults: ``learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8``."""
+    return _with_learning_rate("adam", scale_by_adam(beta1, beta2, epsilon), learning_rate,
+                               beta1=beta1, beta2=beta2, epsilon=epsilon)
 
 
-def adam(
-    learning_rate: ScalarOrSchedule = 1e-3,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    epsilon: float = 1e-8,
-) -> optax.GradientTransformation:
-    """Adam (Lasagne form, bias correction folded into the step size).
-
-    ``t += 1``; ``a_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)``;
-    ``m = beta1 * m + (1 - beta1) * g``; ``v = beta2 * v + (1 - beta2) * g**2``;
-    ``update = -a_t * m / (sqrt(v) + epsilon)``.
-    PyMC defaults: ``learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8``.
-    """
-
-    return _moment_optimizer(
-        learning_rate, beta1, AdamState,
-        second=lambda v, g: beta2 * v + (1.0 - beta2) * g * g,
-        step_scale=lambda t: jnp.sqrt(1.0 - beta2**t) / (1.0 - beta1**t),
-        denominator=lambda v: jnp.sqrt(v) + epsilon)
-
-
-def adamax(
-    learning_rate: ScalarOrSchedule = 2e-3,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    epsilon: float = 1e-8,
-) -> optax.GradientTransformation:
-    """Adamax (infinity-norm variant of Adam).
-
-    ``t += 1``; ``a_t = lr / (1 - beta1**t)``;
-    ``m = beta1 * m + (1 - beta1) * g``; ``u = max(beta2 * u, |g|)``;
-    ``update = -a_t * m / (u + epsilon)``.
-    PyMC defaults: ``learning_rate=2e-3, beta1=0.9, beta2=0.999, epsilon=1e-8``.
-    """
-
-    return _moment_optimizer(
-        learning_rate, beta1, AdamaxState,
-        second=lambda u, g: jnp.maximum(beta2 * u, jnp.abs(g)),
-        step_scale=lambda t: 1.0 / (1.0 - beta1**t),
-        denominator=lambda u: u + epsilon)
-
-
-def _moment_optimizer(learning_rate, beta1, state_cls, second, step_scale, denominator):
-    """Adam and Adamax: ``m = beta1 m + (1 - beta1) g``, ``s = second(s, g)``, and
-    ``update = -learning_rate * step_scale(t) * m / denominator(s)`` at update ``t = 1, 2, ...``."""
-
-    def init_fn(params):
-        return state_cls(_zero_count(), _zeros_like_tree(params), _zeros_like_tree(params))
-
-    def update_fn(updates, state, params=None):
-        del params
-        count, m_old, s_old = state
-        lr = _current_lr(learning_rate, count)
-        t = optax.safe_int32_increment(count)
-        m = jax.tree_util.tree_map(lambda m_, g: _cast(beta1 * m_ + (1.0 - beta1) * g, m_), m_old, updates)
-        s_new = jax.tree_util.tree_map(lambda s_, g: _cast(second(s_, g), s_), s_old, updates)
-
-        def step(g, m_, s_):
-            a_t = lr * step_scale(t.astype(jnp.result_type(g)))
-            return _cast(-a_t * m_ / denominator(s_), g)
-
-        return jax.tree_util.tree_map(step, updates, m, s_new), state_cls(t, m, s_new)
-
-    return optax.GradientTransformation(init_fn, update_fn)
+def adamax(learning_rate: ScalarOrSchedule = 2e-3, beta1: float = 0.9, beta2: float = 0.999,
+           epsilon: float = 1e-8) -> Optimizer:
+    """Adamax: ``u = max(beta2 * u, |g|)``; ``update = -learning_rate / (1 - beta1**t) * m / (u + epsilon)``.
+    PyMC defaults: ``learning_rate=2e-3, beta1=0.9, beta2=0.999, epsilon=1e-8``."""
+    return _with_learning_rate("adamax", scale_by_adamax(beta1, beta2, epsilon), learning_rate,
+                               beta1=beta1, beta2=beta2, epsilon=epsilon)
 
 
 # ---------------------------------------------------------------------------
@@ -477,15 +440,11 @@ def norm_constraint(
         target = jnp.clip(norms, 0.0, max_norm)
         return _cast(x * (target / (epsilon + norms)), x)
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
     def update_fn(updates, state, params=None):
         del params
         return jax.tree_util.tree_map(constrain, updates), state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return Optimizer(optax.init_empty_state, update_fn, ("norm_constraint", max_norm, norm_axes, epsilon))
 
 
 def total_norm_constraint(
@@ -498,10 +457,6 @@ def total_norm_constraint(
     PyMC default: ``epsilon=1e-7``.
     """
 
-    def init_fn(params):
-        del params
-        return optax.EmptyState()
-
     def update_fn(updates, state, params=None):
         del params
         leaves = jax.tree_util.tree_leaves(updates)
@@ -512,7 +467,7 @@ def total_norm_constraint(
         new_updates = jax.tree_util.tree_map(lambda x: _cast(x * scale, x), updates)
         return new_updates, state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return Optimizer(optax.init_empty_state, update_fn, ("total_norm_constraint", max_norm, epsilon))
 
 
 def with_grad_norm_clip(
@@ -594,7 +549,7 @@ def polyak_averaging(tx, n_steps: int, tail: float = 0.5) -> optax.GradientTrans
                                      average, params, inner_updates)
         return out, PolyakAveragingState(count + 1, average, inner)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return Optimizer(init_fn, update_fn, ("polyak_averaging", tx, n_steps, float(tail)))
 
 
 # ---------------------------------------------------------------------------

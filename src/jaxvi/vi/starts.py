@@ -226,12 +226,18 @@ def scaled_optimizer(optimizer, approx):
     """
     import optax
 
-    scales = parameter_scales(approx.family, approx.vparams)
+    from jaxvi.vi.optimizers import Optimizer
 
-    def update(updates, state, params=None):
-        return jax.tree_util.tree_map(lambda u, s: u * s, updates, scales), state
+    family = approx.family
 
-    return optax.chain(optimizer, optax.GradientTransformation(lambda params: optax.EmptyState(), update))
+    def init(params):  # the start's scales, read off the parameters the fit starts from
+        return parameter_scales(family, params)
+
+    def update(updates, scales, params=None):
+        return jax.tree_util.tree_map(lambda u, s: u * s, updates, scales), scales
+
+    both = optax.chain(optimizer, optax.GradientTransformation(init, update))
+    return Optimizer(both.init, both.update, ("scaled_by_start", optimizer, family))
 
 
 #: The families whose parameters ``parameter_scales`` knows how to scale.
