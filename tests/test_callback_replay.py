@@ -147,3 +147,26 @@ def test_fit_messages_go_through_logging_once_it_is_configured(model, caplog, ca
     finally:
         logging.getLogger("jaxvi").setLevel(logging.NOTSET)
     assert "Finished" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("n_rows", [6, 3000])  # one-hot gradient / segment-sum gradient
+def test_constant_integer_indexing_and_its_gradient_match_plain_jax(n_rows):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxvi.model.nodes import ONE_HOT_ELEMENTS, take_rows
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(n_rows, 3)), jnp.float32)
+    idx = rng.integers(-n_rows, n_rows, size=(100, 2))
+    w = jnp.asarray(rng.normal(size=(100, 2, 3)), jnp.float32)
+    assert (n_rows * idx.size <= ONE_HOT_ELEMENTS) == (n_rows == 6)
+    fast = lambda x: jnp.sum(w * take_rows(x, np.where(idx < 0, idx + n_rows, idx))) ** 2  # noqa: E731
+    plain = lambda x: jnp.sum(w * x[idx]) ** 2  # noqa: E731
+    np.testing.assert_allclose(jax.grad(fast)(x), jax.grad(plain)(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jax.vmap(jax.grad(fast))(jnp.stack([x, 2 * x])),
+                               jax.vmap(jax.grad(plain))(jnp.stack([x, 2 * x])), rtol=1e-5, atol=1e-5)
+    with jv.Model():
+        g = jv.Normal("g", 0, 1, shape=n_rows)
+        with pytest.raises(IndexError, match="out of bounds"):
+            g[np.array([0, n_rows])]
