@@ -6,9 +6,11 @@ count is a runtime argument, so chunks of any length reuse one compiled function
 the loop a step whose loss or parameters are not finite is not applied: the chunk ends
 there, holding the last finite state, and reports which coordinates went bad.
 
-``run`` is the host loop between chunks: progress bar ("Average Loss" over the last 1000
-steps, as PyMC shows it), callbacks at the steps they ask for, the NaN guard, and a clean
-stop on KeyboardInterrupt or StopIteration.  Nothing here knows about models or families.
+``run`` is the host loop between chunks, from one ``FitState`` to the next: progress bar
+("Average Loss" over the last 1000 steps, as PyMC shows it), observers (read-only callbacks)
+replayed from the parameters each chunk records, state callbacks (checkpoints) at the steps they
+ask for, the NaN guard, and a clean stop on KeyboardInterrupt or StopIteration.  Nothing here
+knows about models or families.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class Observer(NamedTuple):
 
     ``run`` replays observers after each compiled chunk from the parameters the chunk recorded, so
     the loop stays fused; ``prepare(steps, trace)``, if given, sees the chunk's steps and recorded
-    parameters (numpy) first, e.g. to compute tracked values for all of them in one vectorised call.
+    parameters (numpy; row ``j`` is step ``steps[j]``, rows past ``len(steps)`` are unused) first,
+    e.g. to compute tracked values for all of them in one vectorised call.
     """
 
     every: int
@@ -297,7 +300,7 @@ def _replay(observers, trace, t0: int, k: int, hist: np.ndarray, h0: int):
     step), else ``None``.
     """
     leaves, treedef = jax.tree_util.tree_flatten(trace)
-    leaves = [np.asarray(x)[:k] for x in leaves]
+    leaves = [np.asarray(x) for x in leaves]  # the whole buffer (fixed shape: prepare's vmaps compile once)
     block = treedef.unflatten(leaves)
     steps = np.arange(t0, t0 + k)
     for o in observers:

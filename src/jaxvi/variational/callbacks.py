@@ -169,13 +169,13 @@ class Tracker(Callback):
         self.every = int(every)
         self.whatchdict = kwargs
         self.hist = collections.defaultdict(list)
-        self._ahead = {}  # name -> (first step, values of the prefetched steps)
+        self._ahead = {}  # name -> (first step, number of steps, values of the prefetched steps)
         for name, fn in kwargs.items():
             if not (callable(fn) or hasattr(fn, "eval")):
                 raise TypeError(f"Tracker: {name!r} must be callable (or a live value such as approx.mean)")
 
     def prefetch(self, approx, steps, params_block):
-        """Compute the live values for the steps ``steps`` from their parameters (leading axis: step)."""
+        """Compute the live values for the steps ``steps`` from their parameters (row j: step ``steps[j]``)."""
         self._ahead = {}
         for name, fn in self.whatchdict.items():
             getter = _live_getter(fn)
@@ -191,13 +191,13 @@ class Tracker(Callback):
                 values = np.asarray(jax.vmap(at)(params_block))
             finally:
                 approx.vparams = saved
-            self._ahead[name] = (int(steps[0]), values)
+            self._ahead[name] = (int(steps[0]), len(steps), values)
 
     def record(self, approx, hist, i):
         for name, fn in self.whatchdict.items():
             ahead = self._ahead.get(name)
-            if ahead is not None and 0 <= i - ahead[0] < len(ahead[1]):
-                self.hist[name].append(ahead[1][i - ahead[0]])
+            if ahead is not None and 0 <= i - ahead[0] < ahead[1]:
+                self.hist[name].append(ahead[2][i - ahead[0]])
                 continue
             if hasattr(fn, "eval") and not isinstance(fn, type):
                 value = fn.eval()
