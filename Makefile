@@ -38,7 +38,8 @@ test-long: install-test
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
 
-## benchmarks: jaxvi vs PyMC vs NumPyro SVI vs a hand-fused JAX loop -> benchmarks/results.md
+## benchmarks: jaxvi vs PyMC vs NumPyro SVI vs a hand-fused JAX loop -> benchmarks/results.md;
+## callbacks (fused, Tracker, no-op; jaxvi and PyMC) -> benchmarks/callbacks.md
 ## (PyMC pins its own arviz, so the peers get their own venv, benchmarks/.venv-peers)
 PEERS      := benchmarks/.venv-peers
 PEERS_JAX  := "numpyro>=0.15" "jax>=0.4.30" "jaxlib>=0.4.30" "optax>=0.2.2"
@@ -57,6 +58,7 @@ $(PEERS)/.installed: $(PEERS)/bin/python
 
 bench: install $(PEERS)/.installed
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/callbacks.py
 
 ## fit time vs observations (1e3..1e7) and vs parameters (10..10,000), mean-field and full-rank
 ## -> benchmarks/scaling.md and .json (about 9 minutes on 2 busy cores; SCALING_ARGS="--quick" for a smoke run)

@@ -159,7 +159,9 @@ def _sample(params, eps):
 @partial(jax.jit, static_argnames=("logp", "n", "rng"))
 def _run(params, key, *, logp, n, rng="upfront"):
     """n steps in one scan.  rng="upfront": all eps drawn before the loop (they do not depend on
-    the parameters); rng="split": the key is split inside every step, as jaxvi's engine does."""
+    the parameters); rng="split": the key is split inside every step; rng="foldin": step t's eps from
+    ``fold_in(key, t)`` (as jaxvi draws them: reproducible however the fit is chunked), all drawn
+    before the loop in one vectorised call."""
     tx = adagrad_window()
     d = params["mu"].shape[0]
 
@@ -178,6 +180,13 @@ def _run(params, key, *, logp, n, rng="upfront"):
             return (p, s), loss
 
         (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jax.random.normal(key, (n, d), jnp.float32))
+    elif rng == "foldin":
+        def step(carry, eps):
+            p, s, loss = update(*carry, eps)
+            return (p, s), loss
+
+        eps = jax.vmap(lambda t: jax.random.normal(jax.random.fold_in(key, t), (d,), jnp.float32))(jnp.arange(n))
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), eps)
     else:
         def step(carry, _):
             p, s, k = carry
@@ -248,15 +257,19 @@ def fit(c: Case, case: str, method: str, n: int):
 
 def extra(c: Case, case: str, method: str, n: int) -> dict:
     """The same loop with the PRNG key split inside every step (how much of the gap is the RNG)."""
-    run = lambda: _run_case(c, method, n, rng="split")  # noqa: E731
-    t = time.perf_counter()
-    jax.block_until_ready(run())
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    _, losses = jax.block_until_ready(run())
-    warm = time.perf_counter() - t
-    return {"inloop_rng_first_s": first, "inloop_rng_warm_s": warm,
-            "inloop_rng_final_loss": float(np.mean(np.asarray(losses)[-cases.LOSS_WINDOW:]))}
+    out = {}
+    for rng, name in (("split", "inloop_rng"), ("foldin", "foldin_rng")):
+        if rng == "foldin" and c.case == "minibatch":
+            continue  # (the minibatch loop has no fold_in variant)
+        run = lambda: _run_case(c, method, n, rng=rng)  # noqa: E731
+        t = time.perf_counter()
+        jax.block_until_ready(run())
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        _, losses = jax.block_until_ready(run())
+        out.update({f"{name}_first_s": first, f"{name}_warm_s": time.perf_counter() - t,
+                    f"{name}_final_loss": float(np.mean(np.asarray(losses)[-cases.LOSS_WINDOW:]))})
+    return out
 
 
 def draw(c: Case, params, case: str, draws: int) -> dict:

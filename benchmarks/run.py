@@ -375,10 +375,14 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
             lines += ["Ratios: " + "; ".join(shown_terms) + ".", ""]
         lim = ok.get("limit", {}).get("extra") or {}
         if lim.get("inloop_rng_warm_s"):
-            lines.append(f"The limit with its PRNG key split inside every step (as jaxvi's engine does) instead of all "
+            lines.append(f"The limit with its PRNG key split inside every step instead of all "
                          f"draws up front: warm {_f(lim['inloop_rng_warm_s'])} s "
                          f"(jaxvi warm ÷ that = {_ratio(g('jaxvi', 'warm_s'), lim['inloop_rng_warm_s'])}), "
                          f"final avg loss {lim['inloop_rng_final_loss']:.4g}.")
+            if lim.get("foldin_rng_warm_s"):
+                lines[-1] += (f" With each step's noise from `fold_in(key, t)` as jaxvi draws it (reproducible however the "
+                              f"fit is chunked): warm {_f(lim['foldin_rng_warm_s'])} s (jaxvi warm ÷ that = "
+                              f"**{_ratio(g('jaxvi', 'warm_s'), lim['foldin_rng_warm_s'])}**).")
             lines.append("")
         lines += _big_data_lines(case, ok, shown)
         pms = []

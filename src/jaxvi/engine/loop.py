@@ -6,14 +6,17 @@ count is a runtime argument, so chunks of any length reuse one compiled function
 the loop a step whose loss or parameters are not finite is not applied: the chunk ends
 there, holding the last finite state, and reports which coordinates went bad.
 
-``run`` is the host loop between chunks: progress bar ("Average Loss" over the last 1000
-steps, as PyMC shows it), callbacks at the steps they ask for, the NaN guard, and a clean
-stop on KeyboardInterrupt or StopIteration.  Nothing here knows about models or families.
+``run`` is the host loop between chunks, from one ``FitState`` to the next: progress bar
+("Average Loss" over the last 1000 steps, as PyMC shows it), observers (read-only callbacks)
+replayed from the parameters each chunk records, state callbacks (checkpoints) at the steps they
+ask for, the NaN guard, and a clean stop on KeyboardInterrupt or StopIteration.  Nothing here
+knows about models or families.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import signal
@@ -21,25 +24,64 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["make_step", "make_runner", "step_key", "compilations", "run", "RunResult", "logger"]
+__all__ = ["make_step", "make_runner", "step_key", "compilations", "run", "RunResult", "logger",
+           "FitState", "ChunkResult", "Observer", "record_steps"]
 
+# A library configures no logging: the messages of a fit ("Finished [100%]: Average Loss = ...") go to
+# this logger when the application has configured logging, else straight to stderr (see ``_say``).
 logger = logging.getLogger("jaxvi")
-if not logger.handlers:
-    _handler = logging.StreamHandler(sys.stderr)
-    _handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(_handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+logger.addHandler(logging.NullHandler())
 
 AVERAGE_WINDOW = 1000
 CHUNK_SECONDS = 0.25  # the host looks in (progress, Ctrl-C) about this often
+
+
+class FitState(NamedTuple):
+    """Everything a fit carries from one step to the next; ``step`` counts the steps done so far."""
+
+    params: Any
+    opt_state: Any
+    key: Any
+    step: Any  # int32 scalar (host: a Python int or np.int32)
+
+
+class ChunkResult(NamedTuple):
+    """What one compiled chunk returns.
+
+    ``done`` steps were applied (``state.step`` advanced by ``done``); ``losses[:done]`` are their
+    losses.  ``ok`` is False when the next step produced a non-finite loss or parameters
+    (``bad_coordinates`` marks which), in which case it was not applied.  ``trace`` holds the
+    parameters after each applied step (leading axis: step in the chunk) when the chunk was run with
+    ``record=True``, else ``None``.
+    """
+
+    state: FitState
+    losses: Any
+    done: Any
+    ok: Any
+    bad_coordinates: Any
+    trace: Any = None
+
+
+class Observer(NamedTuple):
+    """A host callback that only reads: ``call(params, hist, i)`` after each step ``i`` with ``i % every == 0``.
+
+    ``run`` replays observers after each compiled chunk from the parameters the chunk recorded, so
+    the loop stays fused; ``prepare(steps, trace)``, if given, sees the chunk's steps and recorded
+    parameters (numpy; row ``j`` is step ``steps[j]``, rows past ``len(steps)`` are unused) first,
+    e.g. to compute tracked values for all of them in one vectorised call.
+    """
+
+    every: int
+    call: Callable
+    prepare: Callable | None = None
 
 
 def make_step(objective: Callable, optimizer: optax.GradientTransformation) -> Callable:
@@ -94,13 +136,23 @@ def step_key(key, t):
     return jax.random.fold_in(key, t)
 
 
+#: Most parameter elements recorded per chunk for observers (8 MB in float32).
+RECORD_ELEMENTS = 1 << 21
+
+
+def record_steps(params, chunk_size: int) -> int:
+    """How many steps' parameters a recording chunk keeps: the most steps a chunk with observers runs."""
+    size = sum(math.prod(np.shape(x)) for x in jax.tree_util.tree_leaves(params))
+    return int(max(1, min(chunk_size, RECORD_ELEMENTS // max(size, 1))))
+
+
 def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, loss_dtype=None,
                 per_step: Callable | None = None, stop: Callable | None = None,
                 draw: Callable | None = None) -> Callable:
-    """A jitted ``run_chunk(params, opt_state, key, t0, m, batch)`` running ``m <= chunk_size`` steps.
+    """A jitted ``run_chunk(state: FitState, m, batch, record=False) -> ChunkResult`` of ``m <= chunk_size`` steps.
 
-    Step ``t0 + i`` gets its randomness from ``step_key(key, t0 + i)``, so a fit gives the same
-    numbers however the host splits it into chunks (and after a resume).  ``step`` is
+    Step ``t`` (global, ``state.step + i``) gets its randomness from ``step_key(key, t)``, so a fit
+    gives the same numbers however the host splits it into chunks (and after a resume).  ``step`` is
     ``step(params, opt_state, rand, batch)`` where ``rand`` is that key, or, with ``draw``, the
     noise ``draw(params, key)`` (which may use ``params`` for shapes and dtypes only): the noise of a
     block of steps is then drawn in one vectorised call before the block runs (much cheaper on CPU
@@ -110,14 +162,13 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
     (streamed data: ``batch`` holds a stacked block of per-step batches).
     With ``stop``, the loop also ends as soon as ``stop(opt_state)`` is True (an in-loop stopping
     rule whose state the step keeps in ``opt_state``); ``run`` reports that as a convergence stop.
-
-    Returns ``(params, opt_state, key, losses[chunk_size], done, ok, bad_coordinates)``:
-    ``done`` steps were applied; ``ok`` is False when the next one produced a non-finite loss
-    or parameters (``bad_coordinates`` marks which), in which case it was not applied.
+    With ``record=True`` (a second compiled variant) the parameters after each step are kept in
+    ``ChunkResult.trace``; then ``m <= record_steps(params, chunk_size)``.
     """
     loss_dtype = loss_dtype or jax.dtypes.canonicalize_dtype(np.float64)
 
-    def run_chunk(params, opt_state, key, t0, m, batch):
+    def run_chunk(state, m, batch, record=False):
+        params, opt_state, key, t0 = state
         if draw is None:
             def noise_init():
                 return ()
@@ -144,11 +195,11 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
                 return jax.tree_util.tree_map(lambda b: b[i - state[1]], state[0]), state
 
         def cond(carry):
-            i, _, opt_state, _, ok, _, _ = carry
+            i, _, opt_state, _, ok, _, _, _ = carry
             return (i < m) & ok & (True if stop is None else ~stop(opt_state))
 
         def body(carry):
-            i, params, opt_state, losses, _, bad, noise = carry
+            i, params, opt_state, losses, _, bad, noise, trace = carry
             rand, noise = noise_at(i, noise)
             new_params, new_opt, loss = step(params, opt_state, rand,
                                              batch if per_step is None else per_step(batch, i))
@@ -158,22 +209,26 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
             opt_state = jax.tree_util.tree_map(pick, new_opt, opt_state)
             losses = losses.at[i].set(loss.astype(losses.dtype))
             bad = jnp.where(ok, bad, ~coordinate_finite(new_params))
-            return i + ok.astype(i.dtype), params, opt_state, losses, ok, bad, noise
+            if record:  # a rejected (non-finite) step leaves row i to be overwritten or ignored
+                trace = jax.tree_util.tree_map(lambda b, p: b.at[i].set(p), trace, params)
+            return i + ok.astype(i.dtype), params, opt_state, losses, ok, bad, noise, trace
 
         bad0 = jnp.zeros_like(coordinate_finite(params))
         losses0 = jnp.full((chunk_size,), jnp.nan, loss_dtype)
-        carry = (jnp.zeros((), jnp.int32), params, opt_state, losses0, jnp.asarray(True), bad0, noise_init())
-        done, params, opt_state, losses, ok, bad, _ = jax.lax.while_loop(cond, body, carry)
-        return params, opt_state, key, losses, done, ok, bad
+        trace0 = None
+        if record:
+            rows = record_steps(params, chunk_size)
+            trace0 = jax.tree_util.tree_map(lambda p: jnp.zeros((rows,) + jnp.shape(p), jnp.result_type(p)), params)
+        carry = (jnp.zeros((), jnp.int32), params, opt_state, losses0, jnp.asarray(True), bad0, noise_init(), trace0)
+        done, params, opt_state, losses, ok, bad, _, trace = jax.lax.while_loop(cond, body, carry)
+        return ChunkResult(FitState(params, opt_state, key, t0 + done), losses, done, ok, bad, trace)
 
-    return jax.jit(run_chunk)
+    return jax.jit(run_chunk, static_argnames="record")
 
 
 @dataclass
 class RunResult:
-    params: Any
-    opt_state: Any
-    key: Any
+    state: FitState
     losses: np.ndarray
     status: str  # "finished" | "stopped" | "interrupted" | "nonfinite"
     message: str = ""
@@ -197,20 +252,68 @@ def _average(losses: np.ndarray) -> float:
     return float(np.mean(tail)) if tail.size else float("nan")
 
 
-def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: int,
-        callbacks: list[tuple[int, Callable]] = (), progressbar: bool = True, step_offset: int = 0,
-        history: np.ndarray | None = None, desc: str = "Fitting", feed=None) -> RunResult:
-    """Run ``n`` steps; ``callbacks`` are ``(every, fn(params, opt_state, losses_so_far, i, key))`` pairs.
+def _replay(observers, trace, t0: int, k: int, hist: np.ndarray, h0: int):
+    """Call the observers for steps ``t0 .. t0 + k - 1`` from a chunk's recorded parameters.
+
+    Step ``t0 + j`` sees the parameters after it and ``hist[:h0 + j + 1]``, as if it had been called
+    right after that step.  Returns ``(j, exc)`` when an observer raised StopIteration or
+    KeyboardInterrupt at step ``t0 + j`` (the observers after it in the list are not called for that
+    step), else ``None``.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(trace)
+    leaves = [np.asarray(x) for x in leaves]  # the whole buffer (fixed shape: prepare's vmaps compile once)
+    block = treedef.unflatten(leaves)
+    steps = np.arange(t0, t0 + k)
+    for o in observers:
+        if o.prepare is not None:
+            o.prepare(steps, block)
+    unflatten = treedef.unflatten
+    for j in range(k):
+        i = t0 + j
+        due = [o.call for o in observers if i % o.every == 0]
+        if not due:
+            continue
+        params = unflatten([x[j] for x in leaves])
+        seen = hist[:h0 + j + 1]
+        try:
+            for call in due:
+                call(params, seen, i)
+        except (StopIteration, KeyboardInterrupt) as exc:
+            return j, exc
+    return None
+
+
+def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
+        callbacks: list[tuple[int, Callable]] = (), observers: list[Observer] = (), replay: bool = True,
+        progressbar: bool = True, history: np.ndarray | None = None, desc: str = "Fitting", feed=None) -> RunResult:
+    """Run ``n`` steps from ``state``; returns the final state with the losses and how the run ended.
+
+    ``callbacks`` are ``(every, fn(params, opt_state, losses_so_far, i, key))`` pairs that need the
+    whole state (checkpoints): the host ends a chunk after each step ``i`` with ``i % every == 0``
+    and calls them there.  ``observers`` (:class:`Observer`) only read the parameters and the
+    history: the chunks record each step's parameters and the host replays the observers afterwards,
+    so the loop stays fused.  When an observer raises StopIteration (or KeyboardInterrupt) at step
+    ``i`` the fit ends at exactly step ``i``'s state (the chunk is re-run, deterministically, up to
+    it), as if it had been called after every step; ``replay=False`` does call them between one-step
+    chunks (the reference the replay is tested against).
 
     ``feed`` streams data: before each chunk ``feed.take(m) -> (fed, m')`` gives the next
     (prefetched) block and how many steps it serves; the runner gets ``(batch, fed)`` for
     ``m' <= m`` steps, after which ``feed.commit(k)`` records the ``k`` steps taken.
 
-    ``i`` is the global 0-based index of the last completed step (``step_offset`` counts the
-    steps of earlier runs); ``fn`` is called when ``i % every == 0`` and may raise StopIteration.
+    ``i`` is the global 0-based index of the last completed step (``state.step`` counts the steps of
+    earlier runs); an ``fn`` may raise StopIteration.
     """
     history = np.zeros(0) if history is None else np.asarray(history)
+    observers = list(observers)
+    callbacks = list(callbacks)
+    if not replay:
+        callbacks += [(o.every, functools.partial(_call_observer, o)) for o in observers]
+        observers = []
+    record = bool(observers)
     periods = sorted({int(k) for k, _ in callbacks})
+    most = record_steps(state.params, chunk_size) if record else chunk_size
+    step_offset = int(state.step)
     h = len(history)
     all_losses = np.empty(h + n, dtype=np.result_type(history.dtype, np.float32))
     all_losses[:h] = history
@@ -233,37 +336,44 @@ def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: 
         while done < n:
             # boundaries in global step indices, so callbacks see PyMC's i
             boundary = _next_boundary(step_offset + done, step_offset + n, periods, chunk_size) - step_offset
-            m = min(boundary - done, budget)
+            m = min(boundary - done, budget, most)
             tc = time.perf_counter()
-            if feed is None:
-                out = runner(params, opt_state, key, np.int32(step_offset + done), np.int32(m), batch)
-            else:
+            state = state._replace(step=np.int32(step_offset + done))
+            fed_batch = batch
+            if feed is not None:
                 fed, m = feed.take(m)
-                out = runner(params, opt_state, key, np.int32(step_offset + done), np.int32(m), (batch, fed))
-            k = int(out[4])
+                fed_batch = (batch, fed)
+            out = runner(state, np.int32(m), fed_batch, record=record)
+            k = int(out.done)
+            all_losses[h + done:h + done + k] = np.asarray(out.losses)[:k]
+            stopped = _replay(observers, out.trace, step_offset + done, k, all_losses, h + done) if record else None
+            if stopped is not None and stopped[0] + 1 < k:  # end exactly at the step that stopped
+                k = stopped[0] + 1
+                out = runner(state, np.int32(k), fed_batch, record=record)
             if feed is not None:
                 feed.commit(k)
-            params, opt_state, key, losses, _, ok, bad_mask = out
-            if done > 0 or k < m:  # time the chunks after the first (compiling) one
+            state = out.state
+            if done > 0 or k < m:  # time the chunks after the first (compiling) one, replay included
                 rate = k / max(time.perf_counter() - tc, 1e-6)
                 budget = int(min(chunk_size, max(1, rate * CHUNK_SECONDS)))
             else:
                 budget = chunk_size
-            all_losses[h + done:h + done + k] = np.asarray(losses)[:k]
             done += k
             if bar is not None:
                 bar.update(k)
-                if done % 100 == 0 or not bool(ok) or done == n or k >= 100:
+                if done % 100 == 0 or not bool(out.ok) or done == n or k >= 100 or stopped is not None:
                     bar.set_postfix_str(f"Average Loss = {_average(all_losses[:h + done]):.5g}", refresh=False)
-            if not bool(ok):
-                status, bad = "nonfinite", np.asarray(bad_mask)
+            if stopped is not None:
+                raise stopped[1]
+            if not bool(out.ok):
+                status, bad = "nonfinite", np.asarray(out.bad_coordinates)
                 break
             if k < m:  # only the runner's stop rule ends a finite chunk early
                 raise StopIteration(f"Convergence achieved at {step_offset + done - 1} (in-loop stopping rule)")
             i = step_offset + done - 1
             due = [fn for every, fn in callbacks if i % every == 0]
             for fn in due:
-                fn(params, opt_state, all_losses[:h + done], i, key)
+                fn(state.params, state.opt_state, all_losses[:h + done], i, state.key)
             if interrupted:
                 raise KeyboardInterrupt
     except StopIteration as stop:
@@ -276,18 +386,46 @@ def run(runner: Callable, params, opt_state, key, n: int, batch, *, chunk_size: 
         if bar is not None:
             bar.close()
     losses = all_losses[h:h + done].copy()
-    result = RunResult(params, opt_state, key, losses, status, message, bad, time.perf_counter() - t0)
+    state = state._replace(step=step_offset + done)
+    result = RunResult(state, losses, status, message, bad, time.perf_counter() - t0)
     _report(result, n, all_losses[:h + done])
     return result
+
+
+def _call_observer(observer: Observer, params, opt_state, hist, i, key):
+    observer.call(params, hist, i)  # replay=False: called live, step by step (no prepare)
+
+
+def _say(message: str) -> None:
+    """A fit's closing line, PyMC's way: through logging when the application configured it, else on stderr.
+
+    PyMC adds a stderr handler to its logger at import; jaxvi adds only a NullHandler, so with no
+    handler configured anywhere (a plain script or notebook) the line is written to stderr directly
+    (through tqdm, so it does not break a progress bar).  Setting the ``jaxvi`` logger's level, or
+    configuring logging (``logging.basicConfig``), routes it through logging instead; a level above
+    INFO on the ``jaxvi`` logger silences it.
+    """
+    configured, lg = False, logger
+    while lg is not None and not configured:
+        configured = any(not isinstance(hd, logging.NullHandler) for hd in lg.handlers)
+        lg = lg.parent if lg.propagate else None
+    if configured:
+        logger.info(message)
+        return
+    if logger.level != logging.NOTSET and not logger.isEnabledFor(logging.INFO):
+        return  # silenced: logging.getLogger("jaxvi").setLevel(logging.WARNING)
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 def _report(result: RunResult, n: int, all_losses: np.ndarray) -> None:
     done = len(result.losses)
     avg = _average(all_losses)
     if result.status == "finished":
-        logger.info(f"Finished [100%]: Average Loss = {avg:,.5g}")
+        _say(f"Finished [100%]: Average Loss = {avg:,.5g}")
     elif result.status in ("stopped", "interrupted"):
         if result.message:
-            logger.info(result.message)
+            _say(result.message)
         pct = int(100 * done / max(n, 1))
-        logger.info(f"Interrupted at {max(done - 1, 0):,d} [{pct}%]: Average Loss = {avg:,.5g}")
+        _say(f"Interrupted at {max(done - 1, 0):,d} [{pct}%]: Average Loss = {avg:,.5g}")

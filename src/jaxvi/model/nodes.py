@@ -141,6 +141,8 @@ class Node:
             return as_node(i) if isinstance(i, list) else i
 
         idx = tuple(norm(i) for i in idx) if isinstance(idx, tuple) else norm(idx)
+        if isinstance(idx, np.ndarray) and idx.dtype.kind in "iu" and idx.size and len(self.shape or ()) >= 1:
+            return lift(functools.partial(take_rows, idx=_rows_in_bounds(idx, self.shape[0])), label="getitem")(self)
         return lift(operator.getitem, label="getitem")(self, idx)
 
     @property
@@ -235,6 +237,50 @@ def _stack_nested(x):
     return lift(lambda *elems: jnp.stack([jnp.asarray(e) for e in elems]), label="stack")(
         *[_stack_nested(e) if isinstance(e, (list, tuple)) else e for e in x]
     )
+
+
+#: Most elements of the one-hot matrix that ``take_rows`` uses for its gradient (else a segment sum).
+ONE_HOT_ELEMENTS = 1 << 18
+
+
+def _rows_in_bounds(idx: np.ndarray, n: int) -> np.ndarray:
+    if idx.min() < -n or idx.max() >= n:
+        bad = idx[(idx < -n) | (idx >= n)].flat[0]
+        raise IndexError(f"index {bad} is out of bounds for axis 0 with size {n}")
+    return np.where(idx < 0, idx + n, idx).astype(np.int32)
+
+
+def take_rows(x, idx: np.ndarray):
+    """``x[idx]`` for a constant integer array ``idx`` (in bounds, non-negative) of rows of ``x``.
+
+    The hierarchical models' ``group_mu[group_idx]``: the gather is told its indices are in bounds,
+    and its gradient -- a scatter-add of the ``idx.size`` rows into ``len(x)`` groups, which XLA runs
+    as a serial loop on CPU -- is a one-hot matrix product for small sizes (a segment sum otherwise).
+    About 2-4x faster per step than the generic ``x[idx]`` on the seed's 8 groups x 400 rows.
+    """
+    n, flat = x.shape[0], idx.reshape(-1)
+    onehot = None
+    if n * flat.size <= ONE_HOT_ELEMENTS:
+        onehot = np.zeros((n, flat.size), np.float32)
+        onehot[flat, np.arange(flat.size)] = 1.0
+
+    def gather(x):
+        return x.at[idx].get(mode="promise_in_bounds")
+
+    @jax.custom_vjp
+    def take(x):
+        return gather(x)
+
+    def bwd(_, g):
+        g2 = g.reshape((flat.size,) + g.shape[idx.ndim:])
+        if onehot is not None:
+            rows = jnp.tensordot(jnp.asarray(onehot, g.dtype), g2, axes=1)
+        else:
+            rows = jax.ops.segment_sum(g2, jnp.asarray(flat), n, indices_are_sorted=bool(np.all(np.diff(flat) >= 0)))
+        return (rows.astype(x.dtype),)
+
+    take.defvjp(lambda x: (gather(x), None), bwd)
+    return take(x)
 
 
 def apply(fn: Callable, *args, label: str | None = None) -> Node:

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvi.variational.approximations import LiveValue
+
 __all__ = ["Callback", "CheckParametersConvergence", "CheckLossConvergence", "PlateauRule", "loss_plateau",
            "Tracker"]
 
@@ -157,18 +159,46 @@ class Tracker(Callback):
 
     Each value is a callable taking no arguments or ``(approx, hist, i)``, or a live array such
     as ``approx.mean`` (re-read at every record).  ``tracker["mean"]`` is the list of records.
+
+    Live values of the approximation (``approx.mean``, ``approx.std.eval``, ...) are pure functions of
+    its parameters: before the engine replays a fused chunk, :meth:`prefetch` computes them for all
+    the chunk's steps in one vectorised call, and each step's record then just takes its row.
     """
 
     def __init__(self, every: int = 1, **kwargs):
         self.every = int(every)
         self.whatchdict = kwargs
         self.hist = collections.defaultdict(list)
+        self._ahead = {}  # name -> (first step, number of steps, values of the prefetched steps)
         for name, fn in kwargs.items():
             if not (callable(fn) or hasattr(fn, "eval")):
                 raise TypeError(f"Tracker: {name!r} must be callable (or a live value such as approx.mean)")
 
+    def prefetch(self, approx, steps, params_block):
+        """Compute the live values for the steps ``steps`` from their parameters (row j: step ``steps[j]``)."""
+        self._ahead = {}
+        for name, fn in self.whatchdict.items():
+            getter = _live_getter(fn)
+            if getter is None:
+                continue
+            saved = approx.vparams
+
+            def at(params, getter=getter):  # the getter reads approx.vparams (pure library code)
+                approx.vparams = params
+                return getter()
+
+            try:
+                values = np.asarray(jax.vmap(at)(params_block))
+            finally:
+                approx.vparams = saved
+            self._ahead[name] = (int(steps[0]), len(steps), values)
+
     def record(self, approx, hist, i):
         for name, fn in self.whatchdict.items():
+            ahead = self._ahead.get(name)
+            if ahead is not None and 0 <= i - ahead[0] < ahead[1]:
+                self.hist[name].append(ahead[2][i - ahead[0]])
+                continue
             if hasattr(fn, "eval") and not isinstance(fn, type):
                 value = fn.eval()
             else:
@@ -182,6 +212,15 @@ class Tracker(Callback):
 
     def clear(self):
         self.hist = collections.defaultdict(list)
+        self._ahead = {}
 
     def __getitem__(self, key):
         return self.hist[key]
+
+
+def _live_getter(fn):
+    """The getter of ``approx.mean``-style live values (the value itself, or its ``.eval`` / call), else None."""
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, LiveValue) and getattr(fn, "__func__", None) in (LiveValue.eval, LiveValue.__call__):
+        fn = owner
+    return getattr(fn, "_getter", None) if isinstance(fn, LiveValue) else None

@@ -45,6 +45,9 @@ class Inference:
     """
 
     khat_draws = diagnostics.KHAT_DRAWS
+    #: callbacks are replayed after each fused chunk from its recorded parameters (False: the fit is cut
+    #: into one-step chunks and they are called in between; same numbers, much slower)
+    replay_callbacks = True
 
     default_obj_n_mc = 1  # draws per step of the objective when fit(obj_n_mc=None)
 
@@ -199,7 +202,8 @@ class Inference:
 
     def _run(self, n, callbacks, progressbar):
         approx = self.approx
-        cbs = _wrap_callbacks(approx, callbacks)
+        observers = _wrap_callbacks(approx, callbacks)
+        cbs = []
         checkpoint = getattr(self, "_checkpoint", None)
         if checkpoint is not None:
             def save(params, opt_state, hist, i, key):
@@ -212,13 +216,14 @@ class Inference:
         if self._stop_rule is not None:  # a fresh plateau test for every fit/refine
             self._opt_state = (self._opt_state[0], self._stop_rule.init())
         params, opt_state, key = feeding.replicate((approx.vparams, self._opt_state, self._key))
-        result = engine.run(self._runner, params, opt_state, key, n, feeding.batch(),
-                            chunk_size=DEFAULT_CHUNK, callbacks=cbs, progressbar=progressbar,
-                            step_offset=self._steps, history=approx.hist, desc=type(self).__name__,
-                            feed=self._feed)
-        approx.vparams, self._opt_state, self._key = feeding.local((result.params, result.opt_state, result.key))
+        result = engine.run(self._runner, engine.FitState(params, opt_state, key, self._steps), n, feeding.batch(),
+                            chunk_size=DEFAULT_CHUNK, callbacks=cbs, observers=observers,
+                            replay=self.replay_callbacks, progressbar=progressbar, history=approx.hist,
+                            desc=type(self).__name__, feed=self._feed)
+        state = result.state
+        approx.vparams, self._opt_state, self._key = feeding.local((state.params, state.opt_state, state.key))
         approx.hist = np.concatenate([approx.hist, result.losses])
-        self._steps += len(result.losses)
+        self._steps = int(state.step)
         if checkpoint is not None and result.status != "nonfinite":
             self._write_checkpoint(approx.vparams, self._opt_state, self._key, approx.hist, self._steps)
         if result.status == "nonfinite":
@@ -260,7 +265,12 @@ def _check_n(n):
     return int(n)
 
 
-def _wrap_callbacks(approx, callbacks):
+def _wrap_callbacks(approx, callbacks) -> list:
+    """PyMC callbacks ``cb(approx, hist, i)`` as engine observers (replayed after each fused chunk).
+
+    During the replay ``approx.vparams`` holds step ``i``'s parameters (numpy arrays); a callback
+    with a ``prefetch(approx, steps, params_block)`` method (``Tracker``) first sees the whole chunk.
+    """
     if callbacks is None:
         return []
     if callable(callbacks):
@@ -271,7 +281,7 @@ def _wrap_callbacks(approx, callbacks):
             raise TypeError(f"callbacks must be callables cb(approx, hist, i), got {cb!r}")
         every = int(getattr(cb, "every", 1) or 1)
 
-        def call(params, opt_state, hist, i, key=None, cb=cb):
+        def call(params, hist, i, cb=cb):
             approx.vparams = params
             try:
                 cb(approx, hist, i)
@@ -282,7 +292,9 @@ def _wrap_callbacks(approx, callbacks):
                              "fix the callback, or raise StopIteration from it to stop the fit cleanly")
                 raise
 
-        out.append((every, call))
+        prefetch = getattr(cb, "prefetch", None)
+        prepare = None if prefetch is None else functools.partial(prefetch, approx)
+        out.append(engine.Observer(every, call, prepare))
     return out
 
 
