@@ -27,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvi.vi.families import FullRankFamily, LowRankFamily, MeanFieldFamily, softplus_inverse
+from jaxvi.model.transforms import PackedCholesky, softplus_inverse, tril_indices
+from jaxvi.vi.families import FullRankFamily, LowRankFamily, MeanFieldFamily
 
 __all__ = ["START_METHODS", "pathfinder_normal", "laplace_normal", "newton_mode", "gaussian_elbo",
            "family_params", "start_params"]
@@ -143,12 +144,7 @@ def family_params(family, mean, cov):
     cov = jnp.asarray(cov, mean.dtype)
     d = mean.shape[-1]
     if isinstance(family, FullRankFamily):
-        L = jnp.linalg.cholesky(cov)
-        rows, cols = np.tril_indices(d)
-        packed = L[rows, cols]
-        diag = rows == cols
-        packed = jnp.where(diag, softplus_inverse(jnp.where(diag, packed, 1.0)), packed)
-        return {"mu": mean, "L_tril": packed}
+        return {"mu": mean, "L_tril": PackedCholesky(d).inv(jnp.linalg.cholesky(cov))}
     if isinstance(family, LowRankFamily):
         k = family.init(mean)["W"].shape[-1]
         lam, vec = jnp.linalg.eigh(cov)  # ascending
@@ -206,7 +202,7 @@ def parameter_scales(family, params):
             out[k] = sd
         elif k == "L_tril":
             d = sd.shape[-1]
-            rows, cols = np.tril_indices(d)
+            rows, cols = tril_indices(d)
             out[k] = jnp.where(jnp.asarray(rows == cols), 1.0, sd[rows]).astype(v.dtype)
         elif k == "W":
             out[k] = jnp.broadcast_to(sd[:, None], v.shape).astype(v.dtype)

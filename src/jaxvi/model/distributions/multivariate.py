@@ -9,7 +9,7 @@ from numpyro.distributions import constraints as C
 
 from jaxvi.model.nodes import Node, lift
 from jaxvi.model.context import Deterministic
-from jaxvi.model.transforms import cholesky_cov_packed, diag_indices
+from jaxvi.model.transforms import PackedCholesky, cholesky_cov_packed, diag_indices
 from jaxvi.model.distributions.base import Continuous, DistSpec, Static
 
 __all__ = ["MvNormal", "Dirichlet", "LKJCholeskyCov", "expand_packed_triangular"]
@@ -61,9 +61,7 @@ class Dirichlet(Continuous):
 
 
 def _unpack(n, packed):
-    rows, cols = np.tril_indices(n)
-    out = jnp.zeros(packed.shape[:-1] + (n, n), packed.dtype)
-    return out.at[..., rows, cols].set(packed)
+    return PackedCholesky(n, positive=None)(packed)
 
 
 expand_packed_triangular = lift(lambda n, packed, lower=True: _unpack(n, packed) if lower
@@ -100,9 +98,7 @@ class _LKJCholeskyCovPacked(npd.Distribution):
         corr = npd.LKJCholesky(self.n, self.eta).sample(k1, sample_shape + self.batch_shape)
         sd = self.sd_dist.sample(k2, sample_shape + self.batch_shape)
         sd = jnp.broadcast_to(sd, sample_shape + self.batch_shape + (self.n,))
-        chol = corr * sd[..., :, None]
-        rows, cols = np.tril_indices(self.n)
-        return chol[..., rows, cols]
+        return PackedCholesky(self.n, positive=None).inv(corr * sd[..., :, None])
 
 
 class _LKJCholeskyCovSpec(Continuous):
