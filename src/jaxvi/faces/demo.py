@@ -10,11 +10,19 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import optax
 
 from jaxvi.model import math as jm
 from jaxvi.model.config import floatX
 from jaxvi.model.distributions import Bernoulli, HalfNormal, MvNormal, Normal, NormalMixture
 from jaxvi.model.context import Deterministic, Model
+from jaxvi.model.math import sin
+from jaxvi.results.predictive import sample_posterior_predictive
+from jaxvi.variational.callbacks import CheckParametersConvergence, Tracker
+from jaxvi.variational.inference import ADVI, NFVI, fit
+from jaxvi.variational.sampling import sample
+from jaxvi.vi.optimizers import adam, sgd
+from jaxvi.faces.plots import plot_compare, plot_hist, plot_tracker
 
 __all__ = ["seed_models", "run"]
 
@@ -94,42 +102,60 @@ def _summary(idata, var_names=None) -> str:
         return az.summary(idata, var_names=var_names, kind="stats", round_to=3).to_string()
 
 
+class _Run:
+    """What every section of the demo shares: where plots go, how to print, the NUTS settings."""
+
+    def __init__(self, out_dir: str, quick: bool, progressbar: bool, out):
+        import os
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        os.makedirs(out_dir, exist_ok=True)
+        self.plt, self.out_dir, self.quick, self.progressbar, self.out = plt, out_dir, quick, progressbar, out
+        self.scale = 10 if quick else 1  # quick mode cuts MCMC and draws; VI steps are cheap once compiled
+        self.nuts = dict(draws=1000 // self.scale, tune=1000 // self.scale, chains=2, progressbar=False)
+        self.written, self.numbers = [], {}
+
+    def save(self, fig, name):
+        import os
+
+        path = os.path.join(self.out_dir, name)
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        self.plt.close(fig)
+        self.written.append(path)
+
+
 def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bool = True, out=print) -> dict:
     """Walk the seed workflows; print summaries and write PNG plots into ``out_dir``."""
     import os
 
-    import matplotlib
+    r = _Run(out_dir, quick, progressbar, out)
+    _gaussian(r)
+    _mvnormal(r)
+    _logistic(r)
+    model, nuts_x = _mixture(r)
+    _mixture_methods(r, model, nuts_x)
+    out(f"\nplots written to {os.path.abspath(out_dir)}:")
+    for path in r.written:
+        out(f"  {os.path.basename(path)}")
+    r.numbers["files"] = r.written
+    return r.numbers
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from jaxvi.variational.callbacks import CheckParametersConvergence, Tracker
-    from jaxvi.variational.inference import ADVI, fit
-    from jaxvi.vi.optimizers import adam, sgd
-    from jaxvi.faces.plots import plot_compare, plot_hist, plot_tracker
-    from jaxvi.results.predictive import sample_posterior_predictive
-    from jaxvi.variational.sampling import sample
-
-    os.makedirs(out_dir, exist_ok=True)
-    scale = 10 if quick else 1  # quick mode cuts MCMC and draws; VI steps are cheap once compiled
-    nuts = dict(draws=1000 // scale, tune=1000 // scale, chains=2, progressbar=False)
-    written, numbers = [], {}
-
-    def save(fig, name):
-        path = os.path.join(out_dir, name)
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
-
-    # 1. ADVI vs NUTS on the mean and sd of normal data -----------------------------------------
+def _gaussian(r):
+    """1. ADVI vs NUTS on the mean and sd of normal data."""
+    out, save, nuts, progressbar, numbers = r.out, r.save, r.nuts, r.progressbar, r.numbers
     out("== 1. ADVI on a Gaussian: mean and sd of 100 normal draws ==")
     model = gaussian_model()
     t0 = time.perf_counter()
     approx = fit(50000, model=model, random_seed=1, progressbar=progressbar)
     out(f"ADVI: {len(approx.hist)} steps in {time.perf_counter() - t0:.2f} s (including compilation)")
     out(f"approx.mean (unconstrained mu, log sd) = {np.round(approx.mean, 4)}, approx.std = {np.round(approx.std, 4)}")
-    vi = approx.sample(10000 // scale, random_seed=2)
+    vi = approx.sample(10000 // r.scale, random_seed=2)
     with model:
         mcmc = sample(random_seed=3, **nuts)
         ppc = sample_posterior_predictive(vi, random_seed=4)
@@ -137,17 +163,20 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     out("NUTS posterior:\n" + _summary(mcmc))
     out(f"posterior predictive draws of n: shape {tuple(ppc.posterior_predictive['n'].shape)}\n")
     numbers["gaussian"] = {"advi_mu": float(vi.posterior["mu"].mean()), "nuts_mu": float(mcmc.posterior["mu"].mean())}
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = r.plt.subplots(figsize=(7, 3.5))
     plot_hist(approx, ax=ax)
     ax.set_title("Gaussian model: ADVI loss history")
     save(fig, "gaussian_loss.png")
     axes = plot_compare({"ADVI": vi, "NUTS": mcmc}, var_names=["mu", "sd"])
     save(axes[0].figure, "gaussian_advi_vs_nuts.png")
 
-    # 2. mean-field vs full-rank on a correlated 2-D normal --------------------------------------
+
+def _mvnormal(r):
+    """2. Mean-field vs full-rank ADVI on a correlated 2-D normal."""
+    out, save, progressbar, numbers = r.out, r.save, r.progressbar, r.numbers
     out("== 2. Mean-field vs full-rank ADVI on a 2-D normal with correlation 0.8 ==")
     model = mvnormal_model()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
+    fig, axes = r.plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
     for ax, method in zip(axes, ("advi", "fullrank_advi")):
         approx = fit(40000, method=method, model=model, random_seed=5, progressbar=progressbar)
         draws = approx.sample(5000, random_seed=6).posterior["density"].values.reshape(-1, 2)
@@ -159,7 +188,10 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     out("")
     save(fig, "mvnormal_meanfield_vs_fullrank.png")
 
-    # 3. logistic regression ----------------------------------------------------------------------
+
+def _logistic(r):
+    """3. Logistic regression: ADVI, full-rank ADVI and NUTS."""
+    out, save, nuts, progressbar = r.out, r.save, r.nuts, r.progressbar
     out("== 3. Logistic regression: intercept mu and slope beta (true 0.5 and 1.5) ==")
     model = logistic_model()
     approx = fit(20000, model=model, random_seed=7, progressbar=progressbar)
@@ -173,7 +205,10 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     axes = plot_compare({"ADVI": vi, "full-rank": vi_fr, "NUTS": mcmc}, var_names=["mu", "beta"])
     save(axes[0].figure, "logistic_compare.png")
 
-    # 4. the bimodal mixture: convergence callback, Tracker, refine, NUTS ------------------------
+
+def _mixture(r):
+    """4. The bimodal mixture: a convergence callback, a Tracker, refine and NUTS."""
+    out, save, nuts, progressbar, numbers = r.out, r.save, r.nuts, r.progressbar, r.numbers
     out("== 4. A bimodal mixture: mean-field ADVI with a convergence check and a Tracker ==")
     model = mixture_model()
     with model:
@@ -197,19 +232,18 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     save(axes[0].figure, "mixture_tracker.png")
     axes = plot_compare({"ADVI": vi, "NUTS": mcmc}, var_names=["x", "x2", "sin_x"])
     save(axes[0].figure, "mixture_advi_vs_nuts.png")
+    return model, nuts_x
 
-    # 5. beyond the Gaussian: particles and a flow on the same mixture ---------------------------
+
+def _mixture_methods(r, model, nuts_x):
+    """5. Beyond the Gaussian: SVGD and a normalizing flow on the same mixture."""
+    out, save, progressbar, numbers = r.out, r.save, r.progressbar, r.numbers
     out("== 5. The mixture again: SVGD (1000 particles) and a normalizing flow (NFVI, 'nsf*2') ==")
-    import optax
-
-    from jaxvi.variational.inference import NFVI
-    from jaxvi.model.math import sin
-
     with model:
         svgd = fit(300, method="svgd", inf_kwargs=dict(n_particles=1000), obj_optimizer=sgd(learning_rate=0.01),
                    random_seed=14, progressbar=progressbar)
         mf = fit(10000, obj_optimizer=adam(learning_rate=0.01), random_seed=14, progressbar=progressbar)
-    steps = 1500 if quick else 3000
+    steps = 1500 if r.quick else 3000
     nfvi = NFVI(flow="nsf*2", model=model, random_seed=15).fit(
         steps, obj_optimizer=adam(learning_rate=optax.cosine_decay_schedule(0.01, steps, 0.01)), obj_n_mc=256,
         progressbar=progressbar)
@@ -226,14 +260,14 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
         rows[name] = {"left": float(np.mean(draws[name] < 0.1)), "x2": float(np.mean(draws[name] ** 2)),
                       "sin": float(np.mean(np.sin(draws[name])))}
     out(f"{'':>6} {'mass left':>10} {'E[x^2]':>8} {'E[sin x]':>9}")
-    for name, r in rows.items():
-        out(f"{name:>6} {r['left']:>10.3f} {r['x2']:>8.3f} {r['sin']:>9.3f}")
+    for name, row in rows.items():
+        out(f"{name:>6} {row['left']:>10.3f} {row['x2']:>8.3f} {row['sin']:>9.3f}")
     out(f"final -ELBO (0 is exact: the mixture is normalised): mean-field ADVI (adam) {np.mean(mf.hist[-500:]):.3f}, "
         f"flow {np.mean(nfvi.hist[-300:]):.3f}\n")
     numbers["mixture_methods"] = rows
     grid = np.linspace(-0.8, 1.0, 400)
     density = np.sum(w[:, None] * np.exp(-0.5 * ((grid - mu[:, None]) / sd[:, None]) ** 2) / (sd[:, None] * np.sqrt(2 * np.pi)), 0)
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = r.plt.subplots(figsize=(8, 4))
     ax.plot(grid, density, color="black", lw=2.5, label="exact")
     bins = np.linspace(-0.8, 1.0, 91)
     for name, color in (("NUTS", "tab:gray"), ("ADVI", "tab:blue"), ("SVGD", "tab:orange"), ("NFVI", "tab:green")):
@@ -244,9 +278,3 @@ def run(out_dir: str = "jaxvi-demo-output", quick: bool = False, progressbar: bo
     ax.set_title("Bimodal mixture: NUTS vs mean-field ADVI vs SVGD vs a normalizing flow")
     ax.legend()
     save(fig, "mixture_nuts_advi_svgd_nfvi.png")
-
-    out(f"\nplots written to {os.path.abspath(out_dir)}:")
-    for path in written:
-        out(f"  {os.path.basename(path)}")
-    numbers["files"] = written
-    return numbers
