@@ -302,3 +302,12 @@ def test_prior_predictive_with_dims():
         idata = sample_prior_predictive(draws=50, random_seed=0)
     assert idata.prior["group_mu"].dims == ("chain", "draw", "group")
     assert idata.prior_predictive["y_obs"].shape == (1, 50, 400)
+
+
+def test_posterior_predictive_progress_goes_to_stderr(conjugate, capsys):
+    """progressbar=True reports the draws done (it once failed with a NameError after the re-layout)."""
+    model, idata = conjugate
+    same = sample_posterior_predictive(idata, model=model, random_seed=1, progressbar=True)
+    assert "posterior predictive: 2000/2000 draws" in capsys.readouterr().err
+    reference = sample_posterior_predictive(idata, model=model, random_seed=1)
+    np.testing.assert_array_equal(same.posterior_predictive["y"].values, reference.posterior_predictive["y"].values)

@@ -6,7 +6,7 @@ import pytest
 
 import jaxvi as jv
 from jaxvi.engine.feeding import _RowOrder, _stream_blocks
-from jaxvi.model.compiled import MinibatchGroup
+from jaxvi.model.batching import MinibatchGroup
 
 N = 100_000
 SIGMA, TAU0 = 2.0, 10.0

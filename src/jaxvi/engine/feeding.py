@@ -4,7 +4,7 @@ Three ways to fit on data too large for a full-data gradient at every step:
 
 * **In-memory minibatches** (``jv.Minibatch(X, y, batch_size=B)``): the full arrays live on
   the device; each step draws the row indices inside the compiled loop from the step's PRNG key
-  and gathers the rows (``CompiledModel.select_batch``), so no host work happens per step.
+  and gathers the rows (``CompiledModel.batching``), so no host work happens per step.
 * **Streaming from disk** (``jv.Minibatch(np.load(path, mmap_mode="r"), batch_size=B)`` or
   ``jv.data.NpyDataset(*paths)``): a background thread reads the rows of the next chunk of
   steps -- contiguous blocks of the files in an order shuffled every epoch, then the rows shuffled
@@ -281,17 +281,17 @@ class Feeding:
 
         def draw(params, key):
             data_key, key = jax.random.split(key)
-            return objective.draw(params, key), cm.batch_indices(data_key, shards)
+            return objective.draw(params, key), cm.batching.indices(data_key, shards)
 
         def given(params, rand, batch):
             noise, indices = rand
-            return objective.given(params, noise, cm.gather_batch(batch, indices, shards))
+            return objective.given(params, noise, cm.batching.gather(batch, indices, shards))
 
         return Objective(draw, given, objective.predrawn)
 
     @property
     def per_step(self):
-        return self.cm.stream_batch if self.streamed else None
+        return self.cm.batching.stream if self.streamed else None
 
     # -- what the host passes in ------------------------------------------------------------------------
     def batch(self) -> dict:

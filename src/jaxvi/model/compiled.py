@@ -8,14 +8,14 @@ the same shape reuse the compiled code.
 
 from __future__ import annotations
 
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.distribution import validation_enabled
 
-from jaxvi.model.nodes import Evaluator, Node, ancestors
+from jaxvi.model.batching import Batching
+from jaxvi.model.nodes import Evaluator, Node
 from jaxvi.model.variables import DataNode, FreeRV, MinibatchNode, ObservedRV, total_size_scale
 from jaxvi.model.transforms import biject_to
 
@@ -58,7 +58,7 @@ class FlatLayout:
 class CompiledModel:
     """Pure functions of the model on the flat unconstrained vector (see module docstring)."""
 
-    def __init__(self, model: "jaxvi.model.context.Model"):
+    def __init__(self, model):  # a jv.Model (not imported: context.py imports this module)
         self.model = model.root
         self.free_rvs: list[FreeRV] = self.model.free_RVs
         self.observed_rvs: list[ObservedRV] = self.model.observed_RVs
@@ -70,8 +70,8 @@ class CompiledModel:
         self.var_names = [rv.name for rv in self.free_rvs]
         self.dtype = jax.dtypes.canonicalize_dtype(np.float64)
         self._by_value_name = {rv.value_name: rv for rv in self.free_rvs}
-        self.minibatch_groups = _minibatch_groups(
-            [*self.free_rvs, *self.observed_rvs, *self.potentials, *self.deterministics])
+        self.batching = Batching.of([*self.free_rvs, *self.observed_rvs, *self.potentials, *self.deterministics])
+        self.minibatch_groups = self.batching.groups
         self.logp_jit = jax.jit(self.logp, static_argnames=("jacobian",))
         self.logp_and_grad = jax.jit(jax.value_and_grad(self.logp))
         self._initial_jit = jax.jit(self._initial_point)
@@ -102,48 +102,8 @@ class CompiledModel:
                                       for n in g.nodes}}
 
     def select_batch(self, key, data, shards: int = 1) -> dict:
-        """``data`` with every in-memory minibatch replaced by its rows for this step.
-
-        One index stream (``batch_size`` draws with replacement, as PyMC) per group of minibatches
-        sharing (rows, batch size), so all of them see the same rows.  With ``shards > 1`` (data
-        split over devices along the rows) each shard draws its share of the batch from its own
-        rows, so the gather stays on the device that holds the rows.
-        """
-        return self.gather_batch(data, self.batch_indices(key, shards), shards)
-
-    def _sampled_groups(self, shards):
-        return [(g, shards if g.n_rows % shards == 0 and g.batch_size % shards == 0 else 1)
-                for g in self.minibatch_groups if not g.streamed]
-
-    def batch_indices(self, key, shards: int = 1) -> list:
-        """This step's row indices, one ``[shards, batch_size // shards]`` array per minibatch group."""
-        groups = self._sampled_groups(shards)
-        return [jax.random.randint(k, (s, g.batch_size // s), 0, g.n_rows // s)
-                for (g, s), k in zip(groups, jax.random.split(key, max(len(groups), 1)))]
-
-    def gather_batch(self, data, indices: list, shards: int = 1) -> dict:
-        """``data`` with each minibatch group's rows at ``indices`` (from :meth:`batch_indices`)."""
-        groups = self._sampled_groups(shards)
-        if not groups:
-            return data
-        out = dict(data)
-        for (g, s), idx in zip(groups, indices):
-            for node in g.nodes:
-                x = data[node.key]
-                if s == 1:
-                    out[node.key] = jnp.take(x, idx[0], axis=0)
-                else:
-                    parts = x.reshape((s, g.n_rows // s) + x.shape[1:])
-                    picked = jax.vmap(lambda rows, i: jnp.take(rows, i, axis=0))(parts, idx)
-                    out[node.key] = picked.reshape((g.batch_size,) + x.shape[1:])
-        return out
-
-    @staticmethod
-    def stream_batch(batch, i) -> dict:
-        """Step ``i`` of a streamed chunk ``(data, {"block": {key: [C, B, ...]}, "offset": o})``."""
-        data, fed = batch
-        at = fed["offset"] + i
-        return {**data, **{k: jax.lax.dynamic_index_in_dim(v, at, keepdims=False) for k, v in fed["block"].items()}}
+        """``data`` with every in-memory minibatch replaced by its rows for this step (``Batching.select``)."""
+        return self.batching.select(key, data, shards)
 
     def _batch(self, batch):
         return self.fit_data() if batch is None else batch
@@ -364,26 +324,6 @@ def point_value(name: str, value, shape: tuple, dtype, prefix: str = ""):
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{prefix}the value given for {name!r} is not finite ({value!r}); give finite numbers")
     return jnp.asarray(np.broadcast_to(arr, shape) if arr.ndim == 0 else arr.reshape(shape), dtype)
-
-
-class MinibatchGroup:
-    """Minibatch nodes drawn with one index stream: same number of rows and batch size."""
-
-    def __init__(self, n_rows: int, batch_size: int, nodes: list):
-        self.n_rows, self.batch_size, self.nodes = n_rows, batch_size, nodes
-        self.streamed = any(n.streamed for n in nodes)  # then the host reads all of them
-
-    def __repr__(self):
-        return f"MinibatchGroup(rows={self.n_rows}, batch={self.batch_size}, arrays={len(self.nodes)})"
-
-
-
-def _minibatch_groups(roots) -> list[MinibatchGroup]:
-    groups: dict[tuple, list] = {}
-    for node in ancestors(roots):
-        if isinstance(node, MinibatchNode):
-            groups.setdefault((node.n_rows, node.batch_size), []).append(node)
-    return [MinibatchGroup(n, b, nodes) for (n, b), nodes in sorted(groups.items())]
 
 
 def support_point(rv: FreeRV, d, t):

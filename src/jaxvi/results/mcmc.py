@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from collections.abc import Mapping
 
 import jax
@@ -19,8 +18,7 @@ import numpy as np
 
 from jaxvi.model.config import prng_key as _key
 from jaxvi.model.compiled import CompiledModel
-from jaxvi.model.context import modelcontext
-from jaxvi.results.inference_data import make_inference_data, posterior_values, to_inference_data
+from jaxvi.results.inference_data import to_inference_data
 
 __all__ = ["nuts", "starting_points", "checked_initial_points", "INIT_METHODS", "NUTS_OPTIONS", "NUTS_ALIASES",
            "attrs"]

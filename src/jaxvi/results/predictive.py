@@ -6,6 +6,8 @@ ArviZ InferenceData with PyMC's group names.
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -25,7 +25,7 @@ from numpyro.distributions.distribution import validation_enabled
 from jaxvi.model.nodes import Constant, Evaluator, Node, _aval, ancestors, as_node
 from jaxvi.model.variables import DataNode, FreeRV, MinibatchNode, ObservedRV, RandomVariable
 from jaxvi.model.context import Model, _as_dims, _checked_array, modelcontext
-from jaxvi.model.transforms import biject_to, is_unconstrained, transform_suffix
+from jaxvi.model.transforms import biject_to, transform_suffix
 
 __all__ = ["Distribution", "Continuous", "Discrete", "DistSpec", "Static"]
 
