@@ -172,6 +172,13 @@ class CompiledModel:
                                               *(rv.name for rv in self.observed_rvs),
                                               *(p.name for p in self.potentials)]}
 
+    def likelihood_scale(self) -> float:
+        """The largest total_size / batch-size scaling of an observed variable (1.0 without total_size):
+        PyMC's normalizing constant of the ELBO when ``scale_cost_to_minibatch``."""
+        scales = [float(total_size_scale(rv.total_size, tuple(rv.shape))) for rv in self.observed_rvs
+                  if rv.total_size is not None]
+        return max(scales + [1.0])
+
     def logp(self, flat, batch=None, jacobian: bool = True):
         """Joint log-density in unconstrained space: prior + scaled likelihood (+ log-Jacobian)."""
         terms = self.logp_terms(flat, batch, jacobian=jacobian)
@@ -219,6 +226,11 @@ class CompiledModel:
 
     def _initial_point(self, key, jitter, batch):
         def choose(rv, d, t):
+            if isinstance(rv.initval, str):  # PyMC's initval="prior" / "support_point"
+                if rv.initval == "prior":
+                    i = next(j for j, r in enumerate(self.free_rvs) if r is rv)
+                    return jnp.asarray(d.sample(jax.random.fold_in(key, 1 + i)), self.dtype)
+                return support_point(rv, d, t)
             if rv.initval is not None:
                 return jnp.asarray(rv.initval, self.dtype)
             return support_point(rv, d, t)

@@ -44,6 +44,8 @@ KHAT_CHUNK_VALUES = 2**24
 KHAT_MAX_VALUES = 2**31
 #: The fewest draws a k-hat is computed from (PSIS fits the tail of the largest ~3 sqrt(S) ratios).
 KHAT_MIN_DRAWS = 200
+#: the automatic check after a fit skips fits with fewer steps (PyMC is quiet on fit(0), fit(10), fit(100))
+KHAT_MIN_STEPS = 1000
 
 
 class KhatWarning(UserWarning):
@@ -199,7 +201,7 @@ def khat_draws_for(values: int, draws: int = KHAT_DRAWS) -> int:
     return n if n >= min(KHAT_MIN_DRAWS, int(draws)) else 0
 
 
-def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True):
+def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: int = 0):
     """Compute k-hat for a fitted ``approx`` (if it has a density), store ``approx.khat`` /
     ``approx.khat_draws`` and warn above ``KHAT_THRESHOLD``.  Returns k-hat or None.
 
@@ -221,6 +223,10 @@ def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True):
         return None
     if getattr(approx.cm, "minibatch_groups", None):  # big data: see the docstring
         approx.khat_skipped = "minibatch or streamed data: log p on every row for every draw is too costly"
+        return None
+    if len(getattr(approx, "hist", ())) < min_steps:
+        approx.khat_skipped = (f"a fit of {len(approx.hist)} steps is too short to judge (the automatic "
+                               f"check needs at least {min_steps} steps)")
         return None
     values = data_values(approx.cm.data)
     n = khat_draws_for(values, draws)

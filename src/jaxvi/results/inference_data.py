@@ -127,3 +127,40 @@ def to_inference_data(cm: CompiledModel, flat_draws, sample_stats: dict | None =
     groups = {"posterior": posterior, "sample_stats": sample_stats or {}, "observed_data": observed,
               "constant_data": constant}
     return make_inference_data(model, groups, attrs=attrs)
+
+
+class PointsTrace:
+    """Draws as PyMC's ``MultiTrace`` shows them (``sample(..., return_inferencedata=False)``).
+
+    ``varnames`` holds the free variables, their value variables (``sd_log__``) and Deterministics;
+    ``trace["mu"]`` / ``trace.get_values("mu")`` is an array with a leading draws axis and
+    ``trace[i]`` the i-th draw as a dict.
+    """
+
+    def __init__(self, cm: CompiledModel, flat_draws):
+        flat_draws = jnp.asarray(flat_draws)
+        values = posterior_values(cm, flat_draws)
+        unconstrained = jax.vmap(cm.unravel_unconstrained)(flat_draws)
+        for rv in cm.free_rvs:
+            if rv.value_name != rv.name:
+                values[rv.value_name] = np.asarray(unconstrained[rv.value_name])
+        self._values = values
+        self.varnames = list(values)
+        self._n = int(flat_draws.shape[0])
+
+    def __len__(self):
+        return self._n
+
+    def get_values(self, varname):
+        return self._values[varname]
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return self._values[key]
+        return {k: v[key] for k, v in self._values.items()}
+
+    def points(self):
+        return (self[i] for i in range(self._n))
+
+    def __repr__(self):
+        return f"<PointsTrace: {self._n} draws of {', '.join(self.varnames)}>"

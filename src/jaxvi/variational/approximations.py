@@ -26,7 +26,7 @@ from jaxvi.model.context import Model, modelcontext
 from jaxvi.results.inference_data import preload_arviz, to_inference_data, values_fn
 from jaxvi.results import diagnostics
 
-__all__ = ["Approximation", "MeanField", "FullRank", "LowRank", "Empirical", "NormalizingFlow", "PathfinderApproximation", "Group", "LiveValue", "load", "sample_approx"]
+__all__ = ["Approximation", "MeanField", "FullRank", "LowRank", "Empirical", "NormalizingFlow", "PathfinderApproximation", "Group", "MeanFieldGroup", "FullRankGroup", "EmpiricalGroup", "GroupingError", "LiveValue", "load", "sample_approx"]
 
 
 class LiveValue(np.ndarray):
@@ -50,8 +50,45 @@ class LiveValue(np.ndarray):
     def eval(self) -> np.ndarray:
         return np.asarray(self._getter()) if self._getter is not None else np.asarray(self)
 
+    get_value = eval  # PyMC's shared-variable spelling: ``approx.mean.get_value()``
+
+    def __repr__(self):  # the current value, shown as an array (not as ``LiveValue(...)``)
+        return repr(np.asarray(self.eval()))
+
+    __str__ = lambda self: str(np.asarray(self.eval()))  # noqa: E731
+
     def __call__(self) -> np.ndarray:
         return self.eval()
+
+    def __reduce__(self):
+        return (np.asarray, (np.asarray(self),))
+
+
+class SharedParam(np.ndarray):
+    """A snapshot of one variational parameter with PyMC's ``set_value`` / ``get_value``."""
+
+    def __new__(cls, approx, name):
+        obj = np.asarray(approx.vparams[name]).view(cls)
+        obj._approx, obj._name = approx, name
+        return obj
+
+    def __array_finalize__(self, obj):
+        self._approx, self._name = getattr(obj, "_approx", None), getattr(obj, "_name", None)
+
+    def __array_wrap__(self, arr, context=None, return_scalar=False):
+        arr = np.asarray(arr)
+        return arr[()] if return_scalar else arr
+
+    def get_value(self) -> np.ndarray:
+        return np.asarray(self._approx.vparams[self._name])
+
+    def set_value(self, value) -> None:
+        old = self._approx.vparams[self._name]
+        value = np.asarray(value, dtype=old.dtype)
+        if value.size != old.size:
+            raise ValueError(f"set_value: {self._name!r} has {old.size} values (shape {tuple(old.shape)}), "
+                             f"got shape {value.shape}")
+        self._approx.vparams = {**self._approx.vparams, self._name: jnp.asarray(value.reshape(old.shape))}
 
     def __reduce__(self):
         return (np.asarray, (np.asarray(self),))
@@ -89,6 +126,46 @@ class Approximation:
         self._sample_key = _key(random_seed)
         self.vparams = self._init_params(start, start_sigma)
         self.hist = np.zeros(0)
+        if groups is not None:
+            self._groups = [groups] if isinstance(groups, Group) else list(groups)
+            self.vparams = self._group_starts(self.vparams, start)
+
+    def _group_starts(self, vparams, start):
+        """Each group's own start (``Group(params=...)``, an empirical group's particles); sets ``group.group``."""
+        cm, family, parts = self.cm, self.family, list(vparams["groups"])
+        center = self.cm.start_point(start)
+        key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 2)
+        for gi, g in enumerate(self._groups):
+            g.group = [cm.free_rvs[i].value_name for i in _owned(cm, family, gi)]
+            own = g.start_params(cm, family.indices[gi], center, jax.random.fold_in(key, gi))
+            if own is not None:
+                parts[gi] = own
+        return {**vparams, "groups": parts}
+
+    @property
+    def groups(self) -> list:
+        """The approximation's groups (PyMC's ``approx.groups``); one group over every variable unless grouped."""
+        if getattr(self, "_groups", None) is not None:
+            return list(self._groups)
+        names = [rv.value_name for rv in self.cm.free_rvs]
+        fam = self.family
+        if fam is MeanFieldFamily:
+            g = MeanFieldGroup(None)
+        elif fam is FullRankFamily:
+            g = FullRankGroup(None)
+        elif fam is ParticlesFamily:
+            g = EmpiricalGroup(None, size=int(self.vparams["particles"].shape[0]))
+        else:
+            g = object.__new__(Group)
+            g.__dict__.update(group=None, vfam=getattr(fam, "name", type(fam).__name__), rank=None, flow=None,
+                              size=None, trace=None, jitter=1.0, params=None)
+        g.group = names
+        return [g]
+
+    @property
+    def has_logq(self) -> bool:
+        """PyMC's name for ``has_density``."""
+        return self.has_density
 
     def _init_params(self, start, start_sigma):
         if isinstance(start, str):  # "laplace" / "pathfinder": a fitted normal as the start (jaxvi.laplace)
@@ -137,6 +214,30 @@ class Approximation:
     def _by_value_name(self, flat):
         return {k: np.asarray(v) for k, v in self.cm.unravel_unconstrained(jnp.asarray(flat)).items()}
 
+    def _dataset(self, flat):
+        """Flat values as an xarray Dataset by value-variable name, with the model's dims and coords."""
+        import xarray as xr
+
+        model, values, data_vars = self.model, self._by_value_name(flat), {}
+        for rv in self.cm.free_rvs:
+            v = values[rv.value_name]
+            dims = list(model.named_vars_to_dims.get(rv.name) or ())
+            if len(dims) != v.ndim:
+                dims = [f"{rv.value_name}_dim_{i}" for i in range(v.ndim)]
+            coords = {d: np.asarray(model.coords[d]) for d in dims if model.coords.get(d) is not None}
+            data_vars[rv.value_name] = xr.DataArray(v, dims=dims, coords=coords)
+        return xr.Dataset(data_vars)
+
+    @property
+    def mean_data(self):
+        """``mean`` as an xarray Dataset by value-variable name, with dims and coords (PyMC's)."""
+        return self._dataset(self.family.mean(self.vparams))
+
+    @property
+    def std_data(self):
+        """``std`` as an xarray Dataset by value-variable name, with dims and coords (PyMC's)."""
+        return self._dataset(self.family.std(self.vparams))
+
     @property
     def mean_dict(self) -> dict:
         return self._by_value_name(self.family.mean(self.vparams))
@@ -147,7 +248,20 @@ class Approximation:
 
     @property
     def shared_params(self) -> dict:
+        """The parameters by name; each entry also has PyMC's ``.set_value(v)`` / ``.get_value()``."""
+        if isinstance(self.vparams, dict) and all(isinstance(v, jax.Array) for v in self.vparams.values()):
+            return {k: SharedParam(self, k) for k in self.vparams}
         return jax.tree_util.tree_map(np.asarray, self.vparams)
+
+    #: PyMC's switch: divide the objective reported by ``jv.variational.operators.KL`` by
+    #: ``symbolic_normalizing_constant`` (total_size / batch).  jaxvi's fits always optimise and
+    #: record the full-data -ELBO (see the README's "Deliberate differences").
+    scale_cost_to_minibatch = True
+
+    @property
+    def symbolic_normalizing_constant(self) -> float:
+        """PyMC's ELBO normalizer: the largest total_size / batch scaling (1 when not scaling)."""
+        return self.cm.likelihood_scale() if self.scale_cost_to_minibatch else 1.0
 
     @property
     def params(self) -> list:
@@ -196,9 +310,9 @@ class Approximation:
         else:
             flat = self.sample_flat(draws, random_seed)
         if not return_inferencedata:
-            from jaxvi.results.inference_data import posterior_values
+            from jaxvi.results.inference_data import PointsTrace
 
-            return posterior_values(self.cm, flat)
+            return PointsTrace(self.cm, flat)
         if self.khat is not None:
             attrs.update(khat=self.khat, khat_draws=self.khat_draws)
         return to_inference_data(self.cm, flat[None], attrs=attrs)
@@ -254,6 +368,11 @@ class Approximation:
         tmp = path + ".tmp.npz"
         np.savez(tmp, **arrays)
         os.replace(tmp, path)  # atomic: a crash mid-write leaves the previous file intact
+
+    def __getstate__(self):  # compiled functions stay behind; they are rebuilt on use
+        state = dict(self.__dict__)
+        state.pop("_draw", None)
+        return state
 
     def _init_kwargs(self) -> dict:
         """Constructor arguments (JSON) that rebuild this approximation's structure for ``jv.load``."""
@@ -420,50 +539,174 @@ class PathfinderApproximation(Approximation):
                 "L": jnp.eye(1, dtype=dtype)}
 
 
+class GroupingError(TypeError, ValueError):
+    """Groups that do not partition the free variables: a TypeError as in PyMC, and a ValueError."""
+
+
+_MF_NAMES = ("mean_field", "mf", "advi")
+_FR_NAMES = ("full_rank", "fr", "fullrank")
+_EMPIRICAL_NAMES = ("empirical", "histogram")
+
+
+def _group_class(vfam, params):
+    """The Group subclass PyMC's ``Group(...)`` dispatches to, from ``vfam`` or the keys of ``params``."""
+    if vfam is None and params is not None:
+        keys = set(dict(params))
+        for cls in (MeanFieldGroup, FullRankGroup, EmpiricalGroup):
+            if keys == set(cls.param_keys):
+                return cls
+        raise ValueError(f"Group: params with keys {sorted(keys)} match no family "
+                         "(mean-field: mu, rho; full-rank: mu, L_tril; empirical: histogram)")
+    v = (vfam or "mean_field").lower() if isinstance(vfam, str) or vfam is None else None
+    if v in _MF_NAMES:
+        return MeanFieldGroup
+    if v in _FR_NAMES:
+        return FullRankGroup
+    if v in _EMPIRICAL_NAMES:
+        return EmpiricalGroup
+    return Group
+
+
 class Group:
     """Variables that share one variational family: ``Group([mu, sd], vfam="fr")``.
 
     ``group=None`` takes every free variable no other group names.  ``vfam``: "mean_field"/"mf"
-    (default), "full_rank"/"fr", "low_rank"/"lr" (with ``rank=``), or a flow spec such as
-    "planar*4" or "realnvp*4" (also "nf"/"flow" with ``flow=``).
+    (default), "full_rank"/"fr", "empirical" (particles: with ``size=`` or ``trace=``),
+    "low_rank"/"lr" (with ``rank=``), or a flow spec such as "planar*4" or "realnvp*4" (also
+    "nf"/"flow" with ``flow=``).  As in PyMC, ``Group(...)`` is a ``MeanFieldGroup``, ``FullRankGroup``
+    or ``EmpiricalGroup`` for those families, and ``params=`` (``{"mu", "rho"}``, ``{"mu", "L_tril"}``
+    or ``{"histogram"}``, shaped as PyMC's) chooses the family and gives its starting values.
+    Once in an approximation, ``group.group`` lists the value-variable names it covers.
     """
 
+    default_vfam = "mean_field"
+    param_keys: tuple = ()
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Group and (args or kwargs):  # not when unpickling (no arguments)
+            vfam = kwargs.get("vfam", args[1] if len(args) > 1 else None)
+            params = kwargs.get("params", args[2] if len(args) > 2 else None)
+            cls = _group_class(vfam, params)
+        return object.__new__(cls)
+
     def __init__(self, group=None, vfam: str | None = None, params=None, rank: int | None = None,
-                 flow: str | None = None, **kwargs):
+                 flow: str | None = None, size: int | None = None, trace=None, jitter: float = 1.0, **kwargs):
         for k in kwargs:
             if k not in ("local_rv", "model", "random_seed", "options"):
                 raise TypeError(f"Group: unexpected keyword argument {k!r}")
-        if params is not None:
-            raise NotImplementedError("Group(params=...) (user-supplied shared parameters) is not supported; "
-                                      "start values go to fit(start=...)")
         if group is not None and not isinstance(group, (list, tuple)):
             group = [group]
         self.group = None if group is None else list(group)
-        self.vfam = "mean_field" if vfam is None else vfam
+        self.vfam = self.default_vfam if vfam is None else vfam
         self.rank, self.flow = rank, flow
+        self.size, self.trace, self.jitter = size, trace, float(jitter)
         if not isinstance(self.vfam, str):
             raise TypeError(f"Group: vfam must be a string such as 'mf', 'fr' or 'planar*4', got {vfam!r}")
+        if params is not None:
+            params = {k: np.asarray(v) for k, v in dict(params).items()}
+            if self.param_keys and set(params) != set(self.param_keys):
+                raise ValueError(f"{type(self).__name__}: params must have the keys {', '.join(self.param_keys)}, "
+                                 f"got {', '.join(sorted(params))}")
+            if not self.param_keys:
+                raise ValueError(f"Group: params= is supported for mean-field, full-rank and empirical groups, "
+                                 f"not vfam={self.vfam!r}")
+        self.params = params
         self.family_for(None)  # an unknown vfam fails here, not at fit time
+
+    @property
+    def has_logq(self) -> bool:
+        """Whether the group has a density (False for particles)."""
+        return self.vfam.lower() not in _EMPIRICAL_NAMES
 
     def family_for(self, key):
         v = self.vfam.lower()
         if v in ("nf", "flow", "normalizing_flow"):
             return FlowFamily(self.flow or "planar", key)
-        if v in ("empirical", "histogram"):
-            raise ValueError("vfam='empirical' cannot be one group among others; use jv.Empirical(...) for "
-                             "particles over all variables")
+        if v in _EMPIRICAL_NAMES:
+            return ParticlesFamily
         if v in ("low_rank", "lr", "lowrank"):
             return LowRankFamily(self.rank)
         if v in FAMILIES:
             return FAMILIES[v]
         if is_flow_spec(v):
             return FlowFamily(v, key)
-        raise ValueError(f"unknown vfam {self.vfam!r}; valid: mean_field/mf, full_rank/fr, low_rank/lr, or a flow "
-                         "spec such as 'planar*4', 'radial*2-loc', 'realnvp*4', 'maf*4', 'nsf*2'")
+        raise ValueError(f"unknown vfam {self.vfam!r}; valid: mean_field/mf, full_rank/fr, empirical, low_rank/lr, "
+                         "or a flow spec such as 'planar*4', 'radial*2-loc', 'realnvp*4', 'maf*4', 'nsf*2'")
+
+    def start_params(self, cm: CompiledModel, idx, center, key):
+        """This group's starting parameters over flat coordinates ``idx``, or None for the family's default."""
+        if self.params is None:
+            return None
+        d, out = len(idx), {}
+        for k, v in self.params.items():
+            v = jnp.asarray(v, cm.dtype)
+            want = {"mu": d, "rho": d, "L_tril": d * (d + 1) // 2}.get(k)
+            if want is not None:
+                if v.size != want:
+                    raise ValueError(f"{type(self).__name__}: params[{k!r}] has {v.size} values, the group needs "
+                                     f"{want} (shape {v.shape})")
+                v = v.reshape(want)
+            out[k] = v
+        if "histogram" in out:
+            out = {"particles": out.pop("histogram").reshape(-1, d)}
+        return out
 
     def __repr__(self):
         names = "None" if self.group is None else [getattr(v, "name", v) for v in self.group]
-        return f"Group({names}, vfam={self.vfam!r})"
+        return f"{type(self).__name__}({names}, vfam={self.vfam!r})"
+
+
+class MeanFieldGroup(Group):
+    """PyMC's mean-field group: independent normals, params ``mu`` and ``rho`` (std = softplus(rho))."""
+
+    default_vfam = "mean_field"
+    param_keys = ("mu", "rho")
+
+    @staticmethod
+    def get_param_spec_for(d: int, **kwargs) -> dict:
+        return {"mu": (d,), "rho": (d,)}
+
+
+class FullRankGroup(Group):
+    """PyMC's full-rank group: params ``mu`` and the packed lower triangle ``L_tril``."""
+
+    default_vfam = "full_rank"
+    param_keys = ("mu", "L_tril")
+
+    @staticmethod
+    def get_param_spec_for(d: int, **kwargs) -> dict:
+        return {"mu": (d,), "L_tril": (d * (d + 1) // 2,)}
+
+
+class EmpiricalGroup(Group):
+    """PyMC's empirical group: particles (``histogram``), from ``trace=`` or ``size=`` jittered starts."""
+
+    default_vfam = "empirical"
+    param_keys = ("histogram",)
+
+    def __init__(self, group=None, vfam: str | None = None, params=None, size: int | None = None, trace=None,
+                 jitter: float = 1.0, **kwargs):
+        if trace is None and size is None and params is None:
+            raise ValueError("Need `trace` or `size` to initialize an empirical group")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
+            raise ValueError(f"EmpiricalGroup: size must be a positive number of particles, got {size!r}")
+        super().__init__(group, vfam, params, size=size, trace=trace, jitter=jitter, **kwargs)
+
+    @staticmethod
+    def get_param_spec_for(d: int, size: int = 1, **kwargs) -> dict:
+        return {"histogram": (size, d)}
+
+    def start_params(self, cm, idx, center, key):
+        out = super().start_params(cm, idx, center, key)
+        if out is not None:
+            return out
+        if self.trace is not None:
+            particles = flat_draws(cm, self.trace)[:, idx]
+            if self.size is not None:
+                particles = particles[-int(self.size):]
+        else:
+            particles = center[idx] + self.jitter * jax.random.normal(key, (int(self.size), len(idx)), cm.dtype)
+        return {"particles": jnp.asarray(particles, cm.dtype)}
 
 
 def grouped_family(cm: CompiledModel, groups, random_seed=None) -> GroupedFamily:
@@ -477,7 +720,7 @@ def grouped_family(cm: CompiledModel, groups, random_seed=None) -> GroupedFamily
     owner: dict = {}
     rest = [g for g in groups if g.group is None]
     if len(rest) > 1:
-        raise ValueError("only one Group(None, ...) may take the remaining variables")
+        raise GroupingError("only one Group(None, ...) may take the remaining variables")
     for gi, g in enumerate(groups):
         for v in g.group or []:
             name = getattr(v, "name", v)
@@ -486,11 +729,11 @@ def grouped_family(cm: CompiledModel, groups, random_seed=None) -> GroupedFamily
                 raise ValueError(f"Group: {name!r} is not a free variable of the model "
                                  f"(free: {', '.join(cm.var_names)})")
             if rv.name in owner:
-                raise ValueError(f"Group: {rv.name!r} is in more than one group")
+                raise GroupingError(f"Found duplicates in groups: {rv.name!r} is in more than one group")
             owner[rv.name] = gi
     missing = [rv.name for rv in cm.free_rvs if rv.name not in owner]
     if missing and not rest:
-        raise ValueError(f"no group covers {', '.join(missing)}: add them to a group or add "
+        raise GroupingError(f"No approximation is specified for the rest variables: no group covers {', '.join(missing)}: add them to a group or add "
                          "jv.Group(None, vfam=...) for the remaining variables")
     if rest:
         if not missing:

@@ -202,9 +202,9 @@ class Tracker(Callback):
             if hasattr(fn, "eval") and not isinstance(fn, type):
                 value = fn.eval()
             else:
-                try:
+                try:  # as PyMC: the no-argument form first, then (approx, hist, i) after any error
                     value = fn()
-                except TypeError:
+                except Exception:  # noqa: BLE001 - e.g. ``lambda *t: t[-1]`` raises IndexError
                     value = fn(approx, hist, i)
             self.hist[name].append(np.asarray(value))
 

@@ -26,12 +26,12 @@ from jaxvi.variational.approximations import (Approximation, Empirical, FullRank
                                               PathfinderApproximation, _key)
 from jaxvi.vi.pathfinder import STATUS, single_path
 from jaxvi.model.context import Model, modelcontext
-from jaxvi.vi.objectives import kl_qp
+from jaxvi.vi.objectives import kl_qp, prior_tempered_logp
 from jaxvi.vi.stein import get_estimator, get_kernel, implicit_objective
 from jaxvi.vi.optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
 
 __all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "fit", "pathfinder",
-           "METHODS"]
+           "METHODS", "UnknownMethodError"]
 
 DEFAULT_CHUNK = 10000  # most steps per compiled call; the host shortens chunks to ~0.25 s of work
 _DEFAULT_OPTIMIZER = adagrad_window()
@@ -106,7 +106,7 @@ class Inference:
     def fit(self, n: int = 10000, callbacks=None, progressbar: bool = True, obj_optimizer=None,
             total_grad_norm_constraint=None, obj_n_mc: int | None = None, devices=None, mesh=None,
             stop_on_convergence=False, checkpoint=None, checkpoint_every: int = 1000, resume: bool = False,
-            **kwargs) -> Approximation:
+            khat=True, **kwargs) -> Approximation:
         """Run ``n`` optimisation steps and return the approximation (also ``self.approx``).
 
         ``stop_on_convergence=True`` (or a dict of ``jv.callbacks.PlateauRule`` options: ``every``,
@@ -120,12 +120,17 @@ class Inference:
         history every ``checkpoint_every`` steps and at the end (write-then-rename: a crash mid-write
         leaves the previous checkpoint intact).  ``resume=True`` with the same call continues from the
         checkpoint to the same numbers as an uninterrupted fit of ``n`` steps.
+
+        ``khat=False`` turns the k-hat check after the fit off (``True``: the class default of
+        ``khat_draws`` draws; an int: that many draws).  Fits shorter than
+        ``jaxvi.diagnostics.KHAT_MIN_STEPS`` steps are never judged.
         """
         for k in kwargs:
             if k not in ("score", "tf_n_mc", "fn_kwargs", "more_updates", "more_obj_params", "more_tf_params",
                          "more_replacements", "total_grad_norm_constraint", "obj_n_mc"):
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
         n = _check_n(n)
+        self._khat_draws = _check_khat(khat, type(self).khat_draws)
         if obj_optimizer is None:  # after start="laplace": scaled by the start's sds (laplace.default_optimizer)
             from jaxvi.vi.starts import default_optimizer
 
@@ -228,7 +233,8 @@ class Inference:
             self._write_checkpoint(approx.vparams, self._opt_state, self._key, approx.hist, self._steps)
         if result.status == "nonfinite":
             raise FloatingPointError(_nonfinite_message(approx, result, self._steps))
-        diagnostics.record_khat(approx, self.khat_draws)  # approx.khat; warns when > 0.7
+        diagnostics.record_khat(approx, getattr(self, "_khat_draws", self.khat_draws),  # warns when > 0.7
+                                min_steps=diagnostics.KHAT_MIN_STEPS)
         return approx
 
 
@@ -255,6 +261,17 @@ def _check_checkpoint(checkpoint, every, resume):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"checkpoint: the folder {folder!r} does not exist; create it first")
     return os.fspath(checkpoint), int(every)
+
+
+def _check_khat(khat, default: int) -> int:
+    """Draws for the k-hat check from fit(khat=...): True -> default, False/0 -> off, n -> n."""
+    if khat is True or khat is None:
+        return int(default)
+    if khat is False:
+        return 0
+    if isinstance(khat, (int, np.integer)) and khat >= 0:
+        return int(khat)
+    raise TypeError(f"khat must be True, False or a number of draws, got {khat!r}")
 
 
 def _check_n(n):
@@ -314,10 +331,18 @@ def _nonfinite_message(approx, result, steps) -> str:
             "total_grad_norm_constraint=..., or a better-scaled model.")
 
 
+def kl_objective(approx, n_mc: int, beta: float = 1.0, stick_the_landing: bool = False):
+    """PyMC's KL(q || p) with ``beta`` on the KL to the prior: -E log p(data|z) + beta E[log q - log p(z)]."""
+    cm = approx.cm
+    logp = cm.logp if beta == 1.0 else prior_tempered_logp(cm.logp_terms, [rv.name for rv in cm.free_rvs], beta)
+    return kl_qp(approx.family, logp, n_mc=n_mc, beta=beta, stick_the_landing=stick_the_landing)
+
+
 class KLqp(Inference):
     """Minimise KL(q || p) for an approximation: the reparameterised (negative) ELBO.
 
-    ``beta`` weighs the entropy term (beta < 1 tempers it); ``stick_the_landing=True`` uses the
+    ``beta`` scales the whole KL to the prior, log q(z) - log p(z), as in PyMC (the likelihood keeps
+    weight 1); ``stick_the_landing=True`` uses the
     lower-variance gradient of Roeder et al. (2017).
     """
 
@@ -331,8 +356,7 @@ class KLqp(Inference):
         return (*super()._config(), self.beta, self.stick_the_landing)
 
     def _objective(self, n_mc):
-        return kl_qp(self.approx.family, self.approx.cm.logp, n_mc=n_mc, beta=self.beta,
-                     stick_the_landing=self.stick_the_landing)
+        return kl_objective(self.approx, n_mc, self.beta, self.stick_the_landing)
 
 
 class ADVI(KLqp):
@@ -433,14 +457,15 @@ class ASVGD(ImplicitGradient):
     default_obj_n_mc = 500
 
     def __init__(self, approx: Approximation | None = None, estimator="stein", kernel="rbf",
-                 model: Model | None = None, random_seed=None, start=None, start_sigma=None,
-                 temperature: float = 1.0, **kwargs):
+                 model: Model | None = None, random_seed=None, temperature: float = 1.0, **kwargs):
         for k in kwargs:
+            if k in ("start", "start_sigma"):
+                raise TypeError(f"ASVGD takes no {k} (as in PyMC): pass an approximation built with it, "
+                                f"ASVGD(approx=jv.FullRank(start=...))")
             if k not in ("local_rv",):
                 raise TypeError(f"ASVGD: unexpected keyword argument {k!r}")
         if approx is None:
-            approx = FullRank(model=modelcontext(model, what="ASVGD"), start=start, start_sigma=start_sigma,
-                              random_seed=random_seed)
+            approx = FullRank(model=modelcontext(model, what="ASVGD"), random_seed=random_seed)
         if not approx.has_density:
             raise TypeError("ASVGD trains a parametric approximation; for particles use SVGD")
         super().__init__(approx, estimator=estimator, kernel=kernel, temperature=temperature,
@@ -578,6 +603,13 @@ METHODS = {"advi": ADVI, "fullrank_advi": FullRankADVI, "lowrank_advi": LowRankA
            "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI, "pathfinder": Pathfinder}
 
 
+class UnknownMethodError(KeyError, ValueError):
+    """An unknown ``method`` name: a KeyError as in PyMC, and a ValueError."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
 def fit(n: int = 10000, method="advi", model: Model | None = None, random_seed=None, start=None,
         start_sigma=None, inf_kwargs: dict | None = None, **kwargs) -> Approximation:
     """Fit an approximation with ``method`` ("advi", "fullrank_advi", ... or an Inference object)."""
@@ -585,9 +617,18 @@ def fit(n: int = 10000, method="advi", model: Model | None = None, random_seed=N
     if isinstance(method, Inference):
         inference = method
     elif isinstance(method, str):
-        cls = METHODS.get(method.lower())
-        if cls is None:
-            raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(sorted(METHODS))}")
+        name, _, formula = method.partition("=")  # PyMC's "nfvi=planar*4"
+        cls = METHODS.get(name.lower())
+        if cls is None or (formula and cls is not NFVI):
+            raise UnknownMethodError(f"unknown method {method!r}; valid methods: {', '.join(sorted(METHODS))}"
+                                     " (and 'nfvi=FLOW', e.g. 'nfvi=planar*4')")
+        if formula:
+            from jaxvi.vi.flows import is_flow_spec
+
+            if not is_flow_spec(formula.lower()):
+                raise UnknownMethodError(f"unknown flow formula {formula!r} in method {method!r}; "
+                                         "e.g. 'nfvi=planar*4', 'nfvi=radial*2-loc', 'nfvi=realnvp*4'")
+            inf_kwargs.setdefault("flow", formula)
         model = modelcontext(model, what="the fit")
         if start is not None:
             inf_kwargs.setdefault("start", start)

@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Objective", "kl_qp", "log_ratio", "pass_key"]
+__all__ = ["Objective", "kl_qp", "log_ratio", "pass_key", "prior_tempered_logp"]
 
 
 class Objective(NamedTuple):
@@ -81,3 +81,20 @@ def kl_qp(family, logp: Callable, n_mc: int = 1, beta: float = 1.0, stick_the_la
         return value(params, z, logq, batch)
 
     return Objective(draw, given)
+
+
+def prior_tempered_logp(logp_terms: Callable, latent_names, beta: float) -> Callable:
+    """``log p(data | z) + beta * log p(z)`` from ``logp_terms(z, batch) -> {name: term}``.
+
+    With it ``kl_qp(..., beta=beta)`` is PyMC's ``KL(approx, beta)``: -E[log p(data|z)] + beta *
+    E[log q(z) - log p(z)], beta scaling the whole KL to the prior (the latent terms, with their
+    log-Jacobians), not only log q.
+    """
+    latent_names = tuple(latent_names)
+
+    def logp(z, batch):
+        terms = logp_terms(z, batch)
+        latent = sum(terms[n] for n in latent_names)
+        return sum(terms.values()) - (1.0 - beta) * latent
+
+    return logp

@@ -27,7 +27,11 @@ from jaxvi.model.variables import DataNode, FreeRV, MinibatchNode, ObservedRV, R
 from jaxvi.model.context import Model, _as_dims, _checked_array, modelcontext
 from jaxvi.model.transforms import biject_to, transform_suffix
 
-__all__ = ["Distribution", "Continuous", "Discrete", "DistSpec", "Static"]
+__all__ = ["Distribution", "Continuous", "Discrete", "DistSpec", "Static", "ParametrizationError"]
+
+
+class ParametrizationError(TypeError):
+    """A model VI cannot parametrize (PyMC's ``pymc.variational.opvi.ParametrizationError``)."""
 
 _AUTO = object()
 
@@ -264,13 +268,13 @@ class Distribution:
         else:
             shape = model.shape_from_dims(full, dims, shape=shape)
             if total_size is not None:
-                raise ValueError(f"{owner}: total_size applies to observed variables only")
+                raise ValueError(f"{owner}: total_size can only be passed to observed RVs (it scales a likelihood)")
 
         spec = cls._spec(owner, args, kwargs, shape=shape)
         if obs_node is None:
             if spec.discrete:
-                raise TypeError(
-                    f"{owner}: discrete variables can only be observed in jaxvi (gradient-based VI needs "
+                raise ParametrizationError(
+                    f"{owner}: Discrete variables are not supported by VI: they can only be observed in jaxvi (gradient-based VI needs "
                     "continuous latent variables); marginalise it out or pass observed="
                 )
             transformed = not (transform is None or default_transform is None)
@@ -337,7 +341,7 @@ def _validate_total_size(owner, total_size, shape):
     if total_size is None:
         return
     if isinstance(total_size, (bool, np.bool_)):
-        raise TypeError(f"{owner}: total_size must be an int or a tuple, got {total_size!r}")
+        raise TypeError(f"{owner}: Invalid type for total_size: must be an int or a tuple, got {total_size!r}")
     if isinstance(total_size, (int, np.integer)):
         entries = [int(total_size)]
         if not shape:
@@ -347,22 +351,22 @@ def _validate_total_size(owner, total_size, shape):
     elif isinstance(total_size, (tuple, list)):
         ts = list(total_size)
         if ts.count(Ellipsis) > 1:
-            raise ValueError(f"{owner}: total_size may contain at most one Ellipsis")
+            raise ValueError(f"{owner}: Only one Ellipsis may be in total_size, got {tuple(total_size)}")
         if Ellipsis in ts:
             k = ts.index(Ellipsis)
             head, tail = ts[:k], ts[k + 1:]
         else:
             head, tail = ts, []
         if len(head) + len(tail) > len(shape):
-            raise ValueError(f"{owner}: total_size {tuple(total_size)} has more entries than the data has axes {shape}")
+            raise ValueError(f"{owner}: Length of total_size {tuple(total_size)} is more than the number of axes of the data {shape}")
         begin = [(t, shape[i]) for i, t in enumerate(head) if t is not None]
         end = [(t, shape[len(shape) - len(tail) + i]) for i, t in enumerate(tail) if t is not None]
         entries = [t for t, _ in begin + end]
     else:
-        raise TypeError(f"{owner}: total_size must be an int or a tuple, got {type(total_size).__name__}")
+        raise TypeError(f"{owner}: Invalid type for total_size: must be an int or a tuple, got {type(total_size).__name__}")
     for t in entries:
         if not isinstance(t, (int, np.integer)) or isinstance(t, bool):
-            raise TypeError(f"{owner}: total_size entries must be integers or None, got {t!r}")
+            raise NotImplementedError(f"{owner}: Cannot convert total_size entry {t!r} to an integer (entries are integers, None or one Ellipsis)")
         if t <= 0:
             raise ValueError(f"{owner}: total_size must be positive, got {t}")
     for t, n in begin + end:
@@ -407,6 +411,10 @@ def _check_observed_support(owner, spec: DistSpec, obs: Node, model: Model):
 
 def _checked_initval(owner: str, name: str, spec: DistSpec, initval, model: Model) -> np.ndarray:
     """``initval`` broadcast to the variable's shape: numeric, finite and inside the support."""
+    if isinstance(initval, str):
+        if initval in ("prior", "support_point"):
+            return initval
+        raise ValueError(f"{owner}: initval must be a value, 'prior' or 'support_point', got {initval!r}")
     try:
         value = np.broadcast_to(np.asarray(initval), spec.shape)
     except ValueError:
