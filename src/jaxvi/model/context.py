@@ -267,6 +267,12 @@ class Model:
         self._store_data(node.key, arr)
 
     # -- evaluation helpers (delegating to the compiled model) ---------------------------------
+    def __getstate__(self):  # the compiled functions stay behind (rebuilt by compile() on use)
+        state = dict(self.__dict__)
+        if "_compiled" in state:
+            state["_compiled"] = None
+        return state
+
     def compile(self):
         """The model as pure JAX functions on a flat unconstrained vector (cached)."""
         from jaxvi.model.config import use_default_compilation_cache

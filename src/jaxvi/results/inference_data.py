@@ -137,8 +137,9 @@ class PointsTrace:
     ``trace[i]`` the i-th draw as a dict.
     """
 
-    def __init__(self, cm: CompiledModel, flat_draws):
+    def __init__(self, cm: CompiledModel, flat_draws, nchains: int = 1):
         flat_draws = jnp.asarray(flat_draws)
+        self.flat, self.nchains = flat_draws, int(nchains)  # flat unconstrained draws (n, ndim)
         values = posterior_values(cm, flat_draws)
         unconstrained = jax.vmap(cm.unravel_unconstrained)(flat_draws)
         for rv in cm.free_rvs:

@@ -370,9 +370,14 @@ class Approximation:
         os.replace(tmp, path)  # atomic: a crash mid-write leaves the previous file intact
 
     def __getstate__(self):  # compiled functions stay behind; they are rebuilt on use
-        state = dict(self.__dict__)
-        state.pop("_draw", None)
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_draw", "cm")}
+        state["vparams"] = jax.tree_util.tree_map(np.asarray, self.vparams)
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.vparams = jax.tree_util.tree_map(jnp.asarray, self.vparams)
+        self.cm = self.model.compile()
 
     def _init_kwargs(self) -> dict:
         """Constructor arguments (JSON) that rebuild this approximation's structure for ``jv.load``."""
@@ -483,7 +488,9 @@ _importance_start = jax.jit(importance_resampled_start, static_argnums=(1, 5))
 
 
 def flat_draws(cm: CompiledModel, trace) -> jnp.ndarray:
-    """Flat unconstrained draws ``(n, ndim)`` from InferenceData, a dict by name, or an array."""
+    """Flat unconstrained draws ``(n, ndim)`` from InferenceData, a dict by name, a PointsTrace or an array."""
+    if isinstance(getattr(trace, "flat", None), jax.Array) and hasattr(trace, "varnames"):  # a PointsTrace
+        return jnp.asarray(trace.flat, cm.dtype)
     if hasattr(trace, "posterior"):
         trace = trace.posterior
     if hasattr(trace, "data_vars"):  # an xarray Dataset with (chain, draw, ...) dims

@@ -58,8 +58,10 @@ def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: 
     before an error names the offending variables.  Extra keyword arguments are numpyro NUTS
     options: ``max_tree_depth`` (PyMC's ``max_treedepth``), ``step_size`` (initial), ``adapt_step_size``,
     ``adapt_mass_matrix``, ``regularize_mass_matrix``, ``forward_mode_differentiation``; PyMC's
-    ``cores``, ``compute_convergence_checks``, ``return_inferencedata=True`` and
-    ``discard_tuned_samples=True`` are accepted and ignored.
+    ``cores`` and ``compute_convergence_checks`` are accepted and ignored, ``discard_tuned_samples=True``
+    is accepted; ``return_inferencedata=False`` returns the draws as PyMC's MultiTrace shows them (a
+    ``PointsTrace``: ``trace['mu']``, ``trace[i]``, ``trace.varnames``); ``random_seed`` may be one seed
+    per chain, as in PyMC (one seed is derived from them).
 
     The data enter the compiled sampler as an argument and compiled samplers are cached per
     model and settings, so repeated calls (or calls after ``jv.set_data`` with same-shaped data)
@@ -76,9 +78,10 @@ def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: 
     draws, tune, chains = int(draws), int(tune), int(chains)
     if draws < 1 or tune < 0 or chains < 1:
         raise ValueError(f"need draws >= 1, tune >= 0 and chains >= 1; got {draws}, {tune}, {chains}")
-    for k in ("cores", "compute_convergence_checks", "discard_tuned_samples", "return_inferencedata"):
-        if k == "return_inferencedata" and kwargs.get(k, True) is not True:
-            raise ValueError("jv.sample always returns InferenceData (return_inferencedata=True)")
+    return_inferencedata = bool(kwargs.pop("return_inferencedata", True))
+    if isinstance(random_seed, (list, tuple)):  # PyMC's one seed per chain: one seed derived from them all
+        random_seed = int(np.random.SeedSequence([int(s) for s in random_seed]).generate_state(1)[0])
+    for k in ("cores", "compute_convergence_checks", "discard_tuned_samples"):
         if k == "discard_tuned_samples" and kwargs.get(k, True) is not True:
             raise ValueError("jv.sample always discards the tuning draws (discard_tuned_samples=True)")
         kwargs.pop(k, None)
@@ -96,5 +99,11 @@ def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: 
 
     flats, inverse_mass, dense_mass, run_key = starting_points(
         cm, init, chains, random_seed, initvals=initvals, dense_mass=dense_mass, jitter_max_retries=jitter_max_retries)
-    return nuts(cm, flats, draws=draws, tune=tune, key=run_key, inverse_mass=inverse_mass, dense_mass=dense_mass,
-                target_accept=target_accept, options=options, progressbar=progressbar)
+    idata = nuts(cm, flats, draws=draws, tune=tune, key=run_key, inverse_mass=inverse_mass, dense_mass=dense_mass,
+                 target_accept=target_accept, options=options, progressbar=progressbar)
+    if return_inferencedata:
+        return idata
+    from jaxvi.results.inference_data import PointsTrace
+    from jaxvi.variational.approximations import flat_draws
+
+    return PointsTrace(cm, flat_draws(cm, idata), nchains=chains)  # PyMC's MultiTrace form
