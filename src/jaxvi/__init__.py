@@ -21,7 +21,7 @@ from jaxvi.vi.optimizers import (adadelta, adagrad, adagrad_window, adam, adamax
 from jaxvi import engine
 from jaxvi.engine import feeding as data  # jv.data.NpyDataset
 from jaxvi.results import diagnostics
-from jaxvi.results.predictive import sample_posterior_predictive, sample_prior_predictive
+from jaxvi.results.predictive import draw, sample_posterior_predictive, sample_prior_predictive
 from jaxvi import variational
 from jaxvi.variational import callbacks
 from jaxvi.variational.approximations import (Approximation, Empirical, FullRank, Group, LowRank, MeanField,
@@ -39,7 +39,7 @@ __all__ = [
     "callbacks", "optimizers", "Approximation", "FullRank", "MeanField", "load", "sample_approx",
     "Empirical", "NormalizingFlow", "Group", "SVGD", "ASVGD", "NFVI", "ImplicitGradient",
     "ADVI", "FullRankADVI", "Inference", "KLqp", "fit", "LowRank", "LowRankADVI", "Pathfinder", "diagnostics",
-    "sample", "sample_posterior_predictive", "sample_prior_predictive", "plot_compare", "plot_hist", "plot_tracker", "model_to_graphviz", "viz",
+    "sample", "draw", "sample_posterior_predictive", "sample_prior_predictive", "plot_compare", "plot_hist", "plot_tracker", "model_to_graphviz", "viz",
     "adadelta", "adagrad", "adagrad_window", "adam", "adamax", "apply_momentum", "apply_nesterov_momentum",
     "momentum", "nesterov_momentum", "norm_constraint", "polyak_averaging", "rmsprop", "sgd", "total_norm_constraint",
     "math", "enable_x64", "floatX", "enable_compilation_cache", "disable_compilation_cache", "compilation_cache_dir", "CompiledModel", "Node", "lift",

@@ -355,6 +355,14 @@ def _checked_array(name: str, value, allow_nan: bool = False) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # User-facing constructors
 # ---------------------------------------------------------------------------------------------
+class MinibatchInputError(TypeError, ValueError):
+    """A Minibatch input that is not an array: a TypeError, and the ValueError PyMC raises."""
+
+
+class MinibatchRowsError(ValueError, AssertionError):
+    """Minibatch arrays with different numbers of rows: a ValueError, and the AssertionError PyMC raises."""
+
+
 def Minibatch(*arrays, batch_size: int = 128):
     """Random minibatches of rows: ``X_mb, y_mb = jv.Minibatch(X, y, batch_size=500)``.
 
@@ -375,7 +383,8 @@ def Minibatch(*arrays, batch_size: int = 128):
     for i, a in enumerate(arrays):
         what = f"Minibatch array {i}"
         if isinstance(a, Node):
-            raise TypeError(f"{what}: pass the data array itself (a NumPy array or memory-map), not a model variable")
+            raise MinibatchInputError(f"{what}: {a!r} is not valid for Minibatch: pass the data array itself (a NumPy "
+                                      "array or memory-map), not a model variable or expression")
         if not (isinstance(a, np.memmap) or hasattr(a, "read_rows") or isinstance(a, jax.Array)):
             _checked_array(what, np.asarray(a).flat[:1])  # the dtype checks, on one value
             a = device_rows(a)  # the one converted copy, straight to the device (data.device_rows)
@@ -387,7 +396,8 @@ def Minibatch(*arrays, batch_size: int = 128):
         sources.append(a)
     rows = {int(a.shape[0]) for a in sources}
     if len(rows) > 1:
-        raise ValueError(f"Minibatch: the arrays must have the same number of rows, got {sorted(rows)}")
+        raise MinibatchRowsError(f"Minibatch: the arrays must have the same number of rows, got {sorted(rows)} "
+                                 "(All variables shape[0] in Minibatch should be equal)")
     processes = jax.process_count()
     n_rows = rows.pop() * processes
     if batch_size > n_rows:

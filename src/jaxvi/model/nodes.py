@@ -361,3 +361,24 @@ def ancestors(nodes, stop=lambda n: False) -> list[Node]:
         if not stop(node):
             stack.extend((i, False) for i in reversed(node.inputs))
     return order
+
+
+def replace(node: Node, replacements: dict) -> Node:
+    """``node`` with the nodes in ``replacements`` (keys) swapped for the values (nodes or arrays).
+
+    Only the expressions between ``node`` and a replaced node are rebuilt (their shapes are inferred
+    again, so a replacement may change the shape); everything else is shared with the original graph.
+    """
+    repl = {id(k): as_node(v) for k, v in replacements.items()}
+    memo: dict[int, Node] = {}
+    for n in ancestors([node], stop=lambda n: id(n) in repl):
+        if id(n) in repl:
+            out = repl[id(n)]
+        elif isinstance(n, Apply) and n.inputs:
+            inputs = [memo.get(id(i), i) for i in n.inputs]
+            out = n if all(a is b for a, b in zip(inputs, n.inputs)) else Apply(n.fn, inputs, label=n.label)
+        else:
+            out = n
+        memo[id(n)] = out
+    return memo[id(node)]
+

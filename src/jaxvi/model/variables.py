@@ -161,11 +161,15 @@ class ObservedRV(RandomVariable):
         return self.observed.shape
 
 
+def _identity(x):  # a module-level function (not a lambda): models with Deterministics pickle
+    return x
+
+
 class DeterministicNode(Apply):
     """A named expression recorded in the posterior samples."""
 
     def __init__(self, name: str, expr: Node, dims=None):
-        super().__init__(lambda x: x, [expr], label="Deterministic")
+        super().__init__(_identity, [expr], label="Deterministic")
         self.name = name
         self.dims = dims
 
@@ -174,5 +178,5 @@ class PotentialNode(Apply):
     """A named expression added to the model's log-density."""
 
     def __init__(self, name: str, expr: Node):
-        super().__init__(lambda x: x, [expr], label="Potential")
+        super().__init__(_identity, [expr], label="Potential")
         self.name = name

@@ -18,7 +18,7 @@ from jaxvi.model.context import modelcontext
 from jaxvi.results.inference_data import make_inference_data, posterior_values
 from jaxvi.results.mcmc import attrs
 
-__all__ = ["sample_posterior_predictive", "sample_prior_predictive"]
+__all__ = ["sample_posterior_predictive", "sample_prior_predictive", "draw"]
 
 #: Elements (draws x observed values) evaluated per vmapped chunk of predictive sampling.
 _CHUNK_ELEMENTS = 1 << 22
@@ -207,3 +207,47 @@ def sample_prior_predictive(draws: int = 500, model=None, var_names=None, random
     prior_predictive = {n: np.asarray(obs[n])[None] for n in observed_names}
     groups = {"prior": prior, "prior_predictive": prior_predictive, **_data_groups(cm, batch)}
     return make_inference_data(cm.model, groups, attrs=attrs(sampler="prior predictive"))
+
+
+def draw(vars, draws: int = 1, random_seed=None):
+    """PyMC's ``pm.draw``: forward draws of any node (or list of nodes), outside a fit.
+
+    Free and observed random variables are drawn from their distributions given their parents'
+    draws; Minibatch nodes draw fresh random rows (nodes over the same number of rows and batch size
+    share the rows, as in a fit); Data nodes take their current values.  ``draws=1`` returns one
+    value per node, otherwise arrays with a leading axis of ``draws``.
+    """
+    from jaxvi.model.nodes import Evaluator, as_node
+    from jaxvi.model.variables import DataNode, FreeRV, MinibatchNode, ObservedRV
+
+    single = not isinstance(vars, (list, tuple))
+    nodes = [as_node(v) for v in ([vars] if single else vars)]
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
+        raise ValueError(f"draw: draws must be a positive integer, got {draws!r}")
+    keys = jax.random.split(_key(random_seed), int(draws))
+    out = []
+    for key in keys:
+        rows: dict = {}
+        counter = iter(range(1 << 30))
+
+        def leaf(node, ev, key=key, rows=rows, counter=counter):
+            if isinstance(node, DataNode):
+                return jnp.asarray(node.get_value())
+            if isinstance(node, MinibatchNode):
+                group = (node.n_rows, node.batch_size)
+                if group not in rows:
+                    k = jax.random.fold_in(key, 1_000_003 + len(rows))
+                    rows[group] = jax.random.choice(k, node.n_rows, (node.batch_size,), replace=False)
+                return jnp.asarray(node.value)[rows[group]]
+            if isinstance(node, (FreeRV, ObservedRV)):
+                d = node.spec.build(ev)
+                return d.sample(jax.random.fold_in(key, next(counter)))
+            raise TypeError(f"draw: cannot draw {type(node).__name__} {getattr(node, 'name', '')!r}")
+
+        ev = Evaluator(leaf)
+        out.append([np.asarray(ev(n)) for n in nodes])
+    if draws == 1:
+        values = out[0]
+    else:
+        values = [np.stack([o[j] for o in out]) for j in range(len(nodes))]
+    return values[0] if single else values

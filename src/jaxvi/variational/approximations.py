@@ -21,7 +21,7 @@ from jaxvi.vi.families import FAMILIES, FullRankFamily, GroupedFamily, LowRankFa
 from jaxvi.vi.flows import FlowFamily, is_flow_spec
 from jaxvi.vi.pathfinder import BFGSNormalFamily
 from jaxvi.vi.stein import importance_resampled_start
-from jaxvi.model.nodes import as_node
+from jaxvi.model.nodes import as_node, replace as replace_nodes
 from jaxvi.model.context import Model, modelcontext
 from jaxvi.results.inference_data import preload_arviz, to_inference_data, values_fn
 from jaxvi.results import diagnostics
@@ -339,13 +339,18 @@ class Approximation:
         inverse_mass = self.family.cov(self.vparams) if dense else self.family.std(self.vparams) ** 2
         return flats, inverse_mass
 
-    def sample_node(self, node, size: int | None = None, deterministic: bool = False, random_seed=None):
+    def sample_node(self, node, size: int | None = None, deterministic: bool = False, random_seed=None,
+                    more_replacements: dict | None = None):
         """Values of any model expression under the approximation.
 
         ``size=None`` gives one draw, ``size=k`` an array with a leading axis of k draws;
-        ``deterministic=True`` evaluates at the approximation's mean.
+        ``deterministic=True`` evaluates at the approximation's mean.  ``more_replacements``
+        (PyMC's) maps nodes of the expression to values or other nodes that stand in for them,
+        e.g. ``{x: x_new}`` to evaluate on new inputs.
         """
         node = as_node(node)
+        if more_replacements:
+            node = replace_nodes(node, more_replacements)
         if deterministic:
             value = self.cm.evaluate(node, self.family.mean(self.vparams))
             return np.broadcast_to(np.asarray(value), ((size,) if size else ()) + np.shape(value)).copy()
