@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from compat_models import build_another_simple_model
+from pymc_compat.compat_models import build_another_simple_model
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 import jaxvi as jv
 from jaxvi.variational.approximations import Empirical, MeanField
 
-from compat_models import build_another_simple_model
+from pymc_compat.compat_models import build_another_simple_model
 
 MU0, Y_OBS = 1.5, np.array([1.6, 1.4])
 POST_MU, POST_SIGMA = np.array([1.88]), np.array([1.0])

@@ -8,7 +8,7 @@ import pytest
 import jaxvi as jv
 from jaxvi.variational.inference import ADVI, ASVGD, SVGD, FullRankADVI
 
-from compat_models import build_another_simple_model
+from pymc_compat.compat_models import build_another_simple_model
 
 pytestmark = pytest.mark.usefixtures("fail_on_warning")
 
@@ -217,6 +217,7 @@ def test_fit_data_coords():
                                np.asarray(fitted.mean_dict["group_mu"]).ravel())
 
 
+@pytest.mark.xfail(strict=True, reason="jv.Minibatch(jv.Data(...)) is refused and jaxvi.model.transform.basic.remove_minibatched_nodes does not exist yet")
 def test_sample_posterior_after_minibatch():
     from jaxvi.model.transform.basic import remove_minibatched_nodes
 

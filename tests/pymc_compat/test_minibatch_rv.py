@@ -69,6 +69,7 @@ def test_common_errors():
             jv.Normal("n", shape=(1, 1), total_size=[2, 2])
 
 
+@pytest.mark.xfail(strict=True, reason="jv.logp(rv, value) does not exist yet")
 def test_mixed1():
     with jv.Model():
         data = np.random.default_rng(7).random((10, 20))
@@ -79,6 +80,7 @@ def test_mixed1():
         np.testing.assert_allclose(np.asarray(jv.draw(lp)), stats.norm.logpdf(1) * np.ones((5, 20)), rtol=1e-6)
 
 
+@pytest.mark.xfail(strict=True, reason="jv.Minibatch(jv.Data(...)) is refused; model.logp() of a minibatch model does not draw fresh rows")
 def test_minibatch_parameter_and_value():
     total_size = 1000
     with jv.Model() as m:

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from seed_notebooks import build, run, seed_notebooks
+from pymc_compat.seed_notebooks import build, run, seed_notebooks
 
 pytestmark = pytest.mark.long
 

@@ -273,8 +273,8 @@ class Distribution:
         spec = cls._spec(owner, args, kwargs, shape=shape)
         if obs_node is None:
             if spec.discrete:
-                raise ParametrizationError(
-                    f"{owner}: Discrete variables are not supported by VI: they can only be observed in jaxvi (gradient-based VI needs "
+                raise TypeError(
+                    f"{owner}: discrete variables can only be observed in jaxvi (gradient-based VI needs "
                     "continuous latent variables); marginalise it out or pass observed="
                 )
             transformed = not (transform is None or default_transform is None)
