@@ -149,11 +149,12 @@ class Approximation:
             return list(self._groups)
         names = [rv.value_name for rv in self.cm.free_rvs]
         fam = self.family
-        if fam is MeanFieldFamily:
+        kind = getattr(fam, "name", None)
+        if kind == "mean_field":
             g = MeanFieldGroup(None)
-        elif fam is FullRankFamily:
+        elif kind == "full_rank":
             g = FullRankGroup(None)
-        elif fam is ParticlesFamily:
+        elif kind == "empirical":
             g = EmpiricalGroup(None, size=int(self.vparams["particles"].shape[0]))
         else:
             g = object.__new__(Group)
