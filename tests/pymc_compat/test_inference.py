@@ -56,7 +56,6 @@ def fitted(request):
     return model, approx
 
 
-@pytest.mark.xfail(strict=True, reason="main 93a108d refuses adam(learning_rate=np.nan) at construction; PyMC accepts it and the fit raises FloatingPointError; vi/optimizers is the lead's")
 def test_fit_with_nans_score_true_and_false():
     x_mean = np.linspace(0, 10, 10)
     y = np.random.default_rng(1).normal(x_mean * 4, 0.05)

@@ -253,13 +253,14 @@ class CompiledModel:
                 return rv
         raise KeyError(f"{what}: {name!r} is not a free variable of the model (free: {', '.join(self.var_names)})")
 
-    def start_point(self, values=None, batch=None, what: str = "start"):
+    def start_point(self, values=None, batch=None, what: str = "start", key=None):
         """The one start resolver: PyMC's initial point with ``values`` in place of its entries.
 
         ``values`` maps variable names (constrained values) or value-variable names (unconstrained
-        ones, ``sd_log__``) to starting values; ``what`` names the argument in error messages.
+        ones, ``sd_log__``) to starting values; ``what`` names the argument in error messages; ``key``
+        draws the variables with ``initval="prior"`` (key 0 when None).
         """
-        base = self.initial_point(batch=batch)
+        base = self.initial_point(key, batch=batch)
         if values is None:
             return base
         if not isinstance(values, dict):

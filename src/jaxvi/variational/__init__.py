@@ -5,12 +5,12 @@
 (``pymc.variational....``).
 """
 
-from jaxvi.variational import approximations, callbacks, inference
+from jaxvi.variational import approximations, callbacks, inference, operators, opvi, updates
 from jaxvi.variational.approximations import (Approximation, Empirical, FullRank, Group, LowRank, MeanField,
                                               NormalizingFlow, load, sample_approx)
 from jaxvi.variational.inference import (ADVI, ASVGD, NFVI, SVGD, FullRankADVI, ImplicitGradient, Inference, KLqp,
                                          LowRankADVI, fit)
 
-__all__ = ["approximations", "callbacks", "inference", "Approximation", "Empirical", "FullRank", "Group", "LowRank",
+__all__ = ["approximations", "callbacks", "inference", "operators", "opvi", "updates", "Approximation", "Empirical", "FullRank", "Group", "LowRank",
            "MeanField", "NormalizingFlow", "load", "sample_approx", "ADVI", "ASVGD", "NFVI", "SVGD", "FullRankADVI",
            "ImplicitGradient", "Inference", "KLqp", "LowRankADVI", "fit"]

@@ -133,7 +133,7 @@ class Approximation:
     def _group_starts(self, vparams, start):
         """Each group's own start (``Group(params=...)``, an empirical group's particles); sets ``group.group``."""
         cm, family, parts = self.cm, self.family, list(vparams["groups"])
-        center = self.cm.start_point(start)
+        center = self._start_point(start)
         key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 2)
         for gi, g in enumerate(self._groups):
             g.group = [cm.free_rvs[i].value_name for i in _owned(cm, family, gi)]
@@ -168,12 +168,16 @@ class Approximation:
         """PyMC's name for ``has_density``."""
         return self.has_density
 
+    def _start_point(self, start):
+        """The start (``cm.start_point``); ``initval="prior"`` variables are drawn with the fit's seed."""
+        return self.cm.start_point(start, key=jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 3))
+
     def _init_params(self, start, start_sigma):
         if isinstance(start, str):  # "laplace" / "pathfinder": a fitted normal as the start (jaxvi.laplace)
             from jaxvi.vi.starts import start_params
 
             return start_params(self, start, start_sigma)
-        return self.family.init(self.cm.start_point(start), self._start_sigma(start_sigma))
+        return self.family.init(self._start_point(start), self._start_sigma(start_sigma))
 
     @property
     def has_density(self) -> bool:
@@ -465,7 +469,7 @@ class Empirical(Approximation):
             if self._size is not None:
                 particles = particles[-int(self._size):]
         else:
-            center = self.cm.start_point(start)
+            center = self._start_point(start)
             key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 1)
             if self._init == "importance" and self._jitter > 0:
                 particles, ess, used = _importance_start(key, self.cm.logp, self.cm.data, center, self._jitter,
@@ -548,7 +552,7 @@ class PathfinderApproximation(Approximation):
 
     def _init_params(self, start, start_sigma):
         d, dtype = self.cm.size, self.cm.dtype
-        return {"mu": self.cm.start_point(start), "alpha": jnp.ones(d, dtype), "Q": jnp.eye(d, 1, dtype=dtype),
+        return {"mu": self._start_point(start), "alpha": jnp.ones(d, dtype), "Q": jnp.eye(d, 1, dtype=dtype),
                 "L": jnp.eye(1, dtype=dtype)}
 
 

@@ -37,6 +37,7 @@ import optax
 __all__ = [
     "Optimizer",
     "LearningRateState",
+    "LearningRateError",
     "scale_by_adagrad",
     "scale_by_adagrad_window",
     "scale_by_adadelta",
@@ -172,14 +173,18 @@ def _with_learning_rate(name: str, rule: optax.GradientTransformation, learning_
     return Optimizer(init_fn, update_fn, (name, ("learning_rate", learning_rate), *sorted(config.items())))
 
 
+class LearningRateError(ValueError, FloatingPointError):
+    """A learning rate that is negative or not finite (a FloatingPointError too, where PyMC's fit would raise one)."""
+
+
 def _checked_learning_rate(learning_rate) -> float:
     try:
         value = float(learning_rate)
     except (TypeError, ValueError):
-        raise TypeError(f"learning_rate must be a positive number or an optax schedule, got {learning_rate!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"learning_rate must be a positive finite number (a negative one would climb the loss), "
-                         f"got {learning_rate!r}")
+        raise TypeError(f"learning_rate must be a non-negative number or an optax schedule, got {learning_rate!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise LearningRateError(f"learning_rate must be a finite number >= 0 (a negative one would climb the loss, a "
+                                f"NaN would make every step NaN), got {learning_rate!r}")
     return value
 
 
