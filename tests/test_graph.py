@@ -109,3 +109,19 @@ def test_constants_are_weakly_typed():
         x = jv.Normal("x", 0, 1)
     assert (x * 2.0).dtype == np.float32
     assert (x * np.float64(2.0)).dtype == jax.dtypes.canonicalize_dtype(np.float64)
+
+
+def test_fill_diagonal_as_pymc_writes_it():
+    """``jv.math.fill_diagonal(cov, 1)`` returns a new matrix with the diagonal set (PyMC's form), on nodes too."""
+    cov = np.arange(9.0).reshape(3, 3)
+    out = np.asarray(jv.math.fill_diagonal(cov, 1.0))
+    expected = cov.copy()
+    np.fill_diagonal(expected, 1.0)
+    np.testing.assert_array_equal(out, expected)
+    with jv.Model() as m:
+        x = jv.Normal("x", 0, 1, shape=(3, 3))
+        node = jv.math.fill_diagonal(x, 1.0)
+    cm = m.compile()
+    flat = np.arange(9.0, dtype=np.float32)
+    np.testing.assert_array_equal(np.diag(np.asarray(cm.evaluate([node], flat)[0])), 1.0)
+    np.testing.assert_array_equal(np.asarray(cm.evaluate([node], flat)[0])[0, 1], 1.0)

@@ -16,7 +16,7 @@ from jaxvi.model.nodes import lift
 __all__ = [
     "invlogit", "expit", "logit", "sigmoid", "softplus", "log1pexp", "log1mexp", "logsumexp", "dot",
     "switch", "sqr", "erf", "erfc", "erfinv", "gammaln", "logdiffexp", "eq", "neq", "lt", "le", "gt", "ge",
-    "lift",
+    "fill_diagonal", "lift",
 ]
 
 invlogit = lift(jax.nn.sigmoid, label="invlogit")
@@ -39,6 +39,10 @@ lt = lift(jnp.less, label="lt")
 le = lift(jnp.less_equal, label="le")
 gt = lift(jnp.greater, label="gt")
 ge = lift(jnp.greater_equal, label="ge")
+
+
+fill_diagonal = lift(lambda a, val: jnp.fill_diagonal(a, val, inplace=False), label="fill_diagonal")  # PyMC's form:
+# a new array (jax.numpy's own needs inplace=False)
 
 
 def _log1mexp(x):
