@@ -333,3 +333,21 @@ BAD_INPUTS = [
 def test_bad_input_names_the_variable(build, exc, pattern):
     with pytest.raises(exc, match=pattern):
         build()
+
+
+def test_model_summary_shows_small_constant_arrays_and_a_latex_form():
+    """``print(model)`` shows short constant parameters by value (not ``<array (2,)>``), and Jupyter gets
+    a LaTeX array as from PyMC's Model (names escaped)."""
+    with jv.Model() as m:
+        jv.NormalMixture("x", w=np.array([0.2, 0.8]), mu=np.array([-0.3, 0.5]), sigma=np.array([0.1, 0.1]))
+        sd_x = jv.HalfNormal("sd_x", 1)
+        jv.Normal("y", m["x"], sd_x, observed=np.ones(3))
+        jv.Normal("big", np.zeros(20), 1)
+    text = str(m)
+    assert "NormalMixture([0.2, 0.8], [-0.3, 0.5], [0.1, 0.1])" in text
+    assert "<array (20,)>" in text  # long arrays stay abbreviated
+    latex = m._repr_latex_()
+    assert latex.startswith(r"$$\begin{array}{rcl}") and latex.endswith(r"\end{array}$$")
+    assert r"\text{sd\_x} &\sim& \text{HalfNormal(1)}" in latex
+    assert r"\text{y} &\sim& \text{Normal(x, sd\_x) (observed)}" in latex
+    assert latex.count(r" \\ ") == 3  # four rows

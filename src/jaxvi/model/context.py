@@ -306,19 +306,44 @@ class Model:
     def __repr__(self):
         return self.str_repr()
 
-    def str_repr(self) -> str:
-        lines = []
-        width = max((len(n) for n in self._named), default=0)
+    def _summary_rows(self) -> list[tuple[str, str, str]]:
+        """``(name, "~" or "=", what)`` for each named variable, as ``print(model)`` shows them."""
+        rows = []
         for name, node in self._named.items():
             if isinstance(node, RandomVariable):
-                lines.append(f"{name:>{width}} ~ {node.spec.describe()}" + (" (observed)" if node.is_observed else ""))
+                rows.append((name, "~", node.spec.describe() + (" (observed)" if node.is_observed else "")))
             elif isinstance(node, DeterministicNode):
-                lines.append(f"{name:>{width}} = Deterministic, shape {node.shape}")
+                rows.append((name, "=", f"Deterministic, shape {node.shape}"))
             elif isinstance(node, PotentialNode):
-                lines.append(f"{name:>{width}} = Potential, shape {node.shape}")
+                rows.append((name, "=", f"Potential, shape {node.shape}"))
             elif isinstance(node, DataNode):
-                lines.append(f"{name:>{width}} = Data, shape {node.shape}")
-        return "\n".join(lines) if lines else "<empty jv.Model>"
+                rows.append((name, "=", f"Data, shape {node.shape}"))
+        return rows
+
+    def str_repr(self) -> str:
+        rows = self._summary_rows()
+        width = max((len(n) for n, _, _ in rows), default=0)
+        return "\n".join(f"{n:>{width}} {op} {what}" for n, op, what in rows) if rows else "<empty jv.Model>"
+
+    def _repr_latex_(self) -> str:
+        """The model as a LaTeX array (what Jupyter shows for ``model`` at the end of a cell, as PyMC does)."""
+        rows = self._summary_rows()
+        if not rows:
+            return r"$\text{empty jv.Model}$"
+        lines = []
+        for name, op, what in rows:
+            relation = r"\sim" if op == "~" else "="
+            lines.append(r"\text{" + _latex_text(name) + "} &" + relation + r"& \text{" + _latex_text(what) + "}")
+        return r"$$\begin{array}{rcl} " + r" \\ ".join(lines) + r" \end{array}$$"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "#": r"\#", "%": r"\%", "&": r"\&", "{": r"\{",
+                  "}": r"\}", "~": r"\textasciitilde{}", "$": r"\$", "^": r"\textasciicircum{}"}
+
+
+def _latex_text(text: str) -> str:
+    """``text`` safe inside LaTeX's ``\text{...}``."""
+    return "".join(_LATEX_ESCAPES.get(c, c) for c in text)
 
 
 def _as_dims(var: str, dims) -> tuple | None:

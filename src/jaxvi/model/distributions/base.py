@@ -73,6 +73,10 @@ def _tree_leaves(params):
     return jax.tree_util.tree_leaves(params, is_leaf=_is_param_leaf)
 
 
+#: Constant arrays with at most this many values are printed in full in a model's summary.
+SHOWN_VALUES = 8
+
+
 class DistSpec:
     """An unnamed distribution: a class, its parameter nodes and (optionally) a shape."""
 
@@ -178,6 +182,8 @@ class DistSpec:
                     return v.name
                 if isinstance(v, Constant) and v.size == 1:
                     return f"{float(np.asarray(v.value)):g}"
+                if isinstance(v, Constant) and v.size <= SHOWN_VALUES and len(v.shape) == 1:
+                    return "[" + ", ".join(f"{float(x):g}" for x in np.asarray(v.value)) + "]"
                 if isinstance(v, Constant):
                     return f"<array {v.shape}>"
                 named = {a.name for a in ancestors([v], stop=lambda a: a is not v and a.name) if a.name}
