@@ -81,3 +81,15 @@ def test_render_png_and_svg(model, tmp_path):
     assert "<svg" in svg and "group (3)" in svg and "HalfNormal" in svg
     with pytest.raises(ValueError, match="extension"):
         jv.model_to_graphviz(model, save=tmp_path / "model")
+
+
+def test_notebook_graph_keeps_graphvizs_size_and_saved_files_get_300_dpi(tmp_path):
+    """PyMC sets dpi only on saved files: a graph shown in a notebook is not scaled up by dpi=300."""
+    with jv.Model() as model:
+        jv.Normal("y", jv.Normal("mu", 0, 1), 1, observed=np.zeros(3))
+    assert "dpi" not in jv.model_to_graphviz(model).source
+    assert "dpi=300" in jv.model_to_graphviz(model, save=None, dpi=300).source
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed")
+    g = jv.model_to_graphviz(model, save=str(tmp_path / "m.png"))
+    assert "dpi=300" in g.source and (tmp_path / "m.png").exists()

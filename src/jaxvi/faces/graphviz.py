@@ -96,12 +96,18 @@ def _parents(node, named: dict) -> list[str]:
     return [a.name for a in found if a.name in named and named[a.name] is a and a is not node]
 
 
-def model_to_graphviz(model: Model | None = None, *, var_names=None, save=None, figsize=None, dpi: int = 300):
+#: The resolution of a saved graph when ``dpi`` is not given (PyMC's).
+SAVE_DPI = 300
+
+
+def model_to_graphviz(model: Model | None = None, *, var_names=None, save=None, figsize=None, dpi: int | None = None):
     """The model's graph as a ``graphviz.Digraph``.
 
     ``var_names`` restricts it to those variables (and the edges among them); ``save`` renders
     it to a file whose extension gives the format (``"model.png"``, ``.svg``, ``.pdf``), which
-    needs Graphviz's ``dot`` program; ``figsize=(w, h)`` in inches and ``dpi`` set the size.
+    needs Graphviz's ``dot`` program; ``figsize=(w, h)`` in inches and ``dpi`` set the size.  As in
+    PyMC, a saved file is drawn at 300 dpi unless ``dpi`` says otherwise, while the graph shown in a
+    notebook keeps Graphviz's own size (no dpi attribute) unless ``dpi`` or ``figsize`` is given.
     """
     model = modelcontext(model, what="the model graph")
     named = {name: node for name, node in model.named_vars.items() if _kind(node) is not None}
@@ -114,7 +120,9 @@ def model_to_graphviz(model: Model | None = None, *, var_names=None, save=None, 
     else:
         shown = set(named)
 
-    graph_attr = {"dpi": str(dpi)}
+    if dpi is None and save is not None:
+        dpi = SAVE_DPI
+    graph_attr = {} if dpi is None else {"dpi": str(dpi)}
     if figsize is not None:
         graph_attr["size"] = f"{figsize[0]},{figsize[1]}"
     g = _model_graph_class()(name=model.name or "model", graph_attr=graph_attr)
