@@ -934,3 +934,20 @@ def test_lkj_initial_point_is_identity():
     cm = m.compile()
     packed = np.asarray(cm.unravel(cm.initial_point())["chol"])
     assert np.all(np.isfinite(packed)) and np.all(packed[diag_indices(3)] > 0)
+
+
+def test_logp_of_a_variable_or_dist_is_a_lazy_node():
+    """``jv.logp(rv, value)`` as PyMC's ``pm.logp``: elementwise, broadcast to the variable's shape, lazy
+    in the variable's parameters (here a free variable's draws) and usable on unnamed dists."""
+    with jv.Model() as m:
+        mu = jv.Normal("mu", 0.0, 1.0)
+        x = jv.Normal("x", mu, 2.0, shape=3)
+        lp = jv.logp(x, np.array([0.0, 1.0, -2.0]))
+    cm = m.compile()
+    flat = np.array([0.5, 0, 0, 0], np.float32)  # mu = 0.5
+    got = np.asarray(cm.evaluate([lp], flat)[0])
+    np.testing.assert_allclose(got, st.norm(0.5, 2.0).logpdf([0.0, 1.0, -2.0]), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(jv.draw(jv.logp(jv.Gamma.dist(2.0, 3.0), 0.7))),
+                               st.gamma(2.0, scale=1 / 3.0).logpdf(0.7), rtol=1e-5)
+    with pytest.raises(TypeError, match="random variable"):
+        jv.logp(np.ones(3), 1.0)

@@ -13,6 +13,7 @@ from jaxvi.model.compiled import CompiledModel
 from jaxvi.model.context import Data, Deterministic, Minibatch, Model, Potential, modelcontext, set_data
 from jaxvi.model.distributions import *  # noqa: F401,F403
 from jaxvi.model.distributions import __all__ as _distributions
+from jaxvi.model.distributions.base import logp
 from jaxvi.model.nodes import Node, lift
 from jaxvi.vi import optimizers
 from jaxvi.vi.optimizers import (adadelta, adagrad, adagrad_window, adam, adamax, apply_momentum,
@@ -39,7 +40,7 @@ __all__ = [
     "callbacks", "optimizers", "Approximation", "FullRank", "MeanField", "load", "sample_approx",
     "Empirical", "NormalizingFlow", "Group", "SVGD", "ASVGD", "NFVI", "ImplicitGradient",
     "ADVI", "FullRankADVI", "Inference", "KLqp", "fit", "LowRank", "LowRankADVI", "Pathfinder", "diagnostics",
-    "sample", "draw", "sample_posterior_predictive", "sample_prior_predictive", "plot_compare", "plot_hist", "plot_tracker", "model_to_graphviz", "viz",
+    "sample", "draw", "logp", "sample_posterior_predictive", "sample_prior_predictive", "plot_compare", "plot_hist", "plot_tracker", "model_to_graphviz", "viz",
     "adadelta", "adagrad", "adagrad_window", "adam", "adamax", "apply_momentum", "apply_nesterov_momentum",
     "momentum", "nesterov_momentum", "norm_constraint", "polyak_averaging", "rmsprop", "sgd", "total_norm_constraint",
     "math", "enable_x64", "floatX", "enable_compilation_cache", "disable_compilation_cache", "compilation_cache_dir", "CompiledModel", "Node", "lift",

@@ -69,7 +69,6 @@ def test_common_errors():
             jv.Normal("n", shape=(1, 1), total_size=[2, 2])
 
 
-@pytest.mark.xfail(strict=True, reason="jv.logp(rv, value) does not exist yet")
 def test_mixed1():
     with jv.Model():
         data = np.random.default_rng(7).random((10, 20))

@@ -22,7 +22,7 @@ import numpy as np
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import validation_enabled
 
-from jaxvi.model.nodes import Constant, Evaluator, Node, _aval, ancestors, as_node
+from jaxvi.model.nodes import Apply, Constant, Evaluator, Node, _aval, ancestors, as_node
 from jaxvi.model.variables import DataNode, FreeRV, MinibatchNode, ObservedRV, RandomVariable
 from jaxvi.model.context import Model, _as_dims, _checked_array, modelcontext
 from jaxvi.model.transforms import biject_to, transform_suffix
@@ -441,3 +441,28 @@ def _checked_initval(owner: str, name: str, spec: DistSpec, initval, model: Mode
 def _placeholder(node):
     # a valid stand-in value for a free variable, used only to reach a parameter-free support
     return jnp.ones(node.shape, node.dtype) * 0.5
+
+
+def logp(rv, value) -> Node:
+    """PyMC's ``pm.logp(rv, value)``: the elementwise log-density of ``rv``'s distribution at ``value``.
+
+    ``rv`` is a model variable or an unnamed ``Distribution.dist(...)``; its parameters stay lazy, so
+    the result is a node like any other (``jv.draw(jv.logp(x, 1.0))``, ``approx.sample_node(...)``).
+    ``value`` is broadcast to the variable's shape.
+    """
+    if isinstance(rv, RandomVariable):
+        spec, what = rv.spec, rv.name
+    elif isinstance(rv, DistSpec):
+        spec, what = rv, rv.owner
+    else:
+        raise TypeError(f"logp: expected a random variable or a Distribution.dist(...), got {type(rv).__name__}")
+    inputs, value = spec.nodes(), as_node(value)
+    shape = tuple(rv.shape)
+
+    def log_density(*vals):
+        *params, x = vals
+        known = {id(node): v for node, v in zip(inputs, params)}
+        d = spec.build(lambda node: known[id(node)], shape=shape)
+        return d.log_prob(jnp.broadcast_to(x, shape))
+
+    return Apply(log_density, [*inputs, value], label=f"logp({what})")
