@@ -311,3 +311,34 @@ def test_posterior_predictive_progress_goes_to_stderr(conjugate, capsys):
     assert "posterior predictive: 2000/2000 draws" in capsys.readouterr().err
     reference = sample_posterior_predictive(idata, model=model, random_seed=1)
     np.testing.assert_array_equal(same.posterior_predictive["y"].values, reference.posterior_predictive["y"].values)
+
+
+def test_interrupted_nuts_keeps_its_draws(monkeypatch, capsys):
+    """Ctrl-C after the tuning returns the draws so far (with a warning), as PyMC keeps a partial trace;
+    the progress bar reports on stderr."""
+    import jaxvi.results.mcmc as mcmc
+
+    model = conjugate_model()
+    build = mcmc._nuts_fns
+
+    def interrupting(*args, **kwargs):
+        init_fn, chunk_fn = build(*args, **kwargs)
+        calls = []
+
+        def chunk(state, batch):
+            calls.append(1)
+            if len(calls) == 4:  # tune 250 = chunk 1 (250 steps each); chunks 2-3 are kept, then Ctrl-C
+                raise KeyboardInterrupt
+            return chunk_fn(state, batch)
+
+        return init_fn, chunk
+
+    monkeypatch.setattr(mcmc, "_nuts_fns", interrupting)
+    with pytest.warns(UserWarning, match="interrupted after 750 of 1250 steps"):
+        idata = sample(draws=1000, tune=250, chains=2, random_seed=7, model=model)
+    assert idata.posterior["mu"].shape == (2, 500)
+    assert abs(float(idata.posterior["mu"].mean()) - POST_MEAN) < 4 * POST_SD / np.sqrt(200)
+    assert "NUTS, 2 chains" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):  # nothing to keep while tuning
+        monkeypatch.setattr(mcmc, "_nuts_fns", interrupting)
+        sample(draws=100, tune=1000, chains=2, random_seed=7, model=model, progressbar=False)

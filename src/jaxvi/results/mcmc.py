@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 
 import jax
@@ -177,17 +178,30 @@ def nuts(cm: CompiledModel, flats, *, draws: int, tune: int, key, inverse_mass=N
                                   float(target_accept), tuple(sorted(options.items())))
     state = init_fn(jax.random.split(run_key, chains), flats, inverse_mass, batch)
     kept, done = [], 0
-    for _ in range(n_chunks):
-        state, out = chunk_fn(state, batch)
-        lo, hi = max(tune - done, 0), min(total - done, chunk)
-        if hi > lo:
-            kept.append({k: np.asarray(v[lo:hi]) for k, v in out.items()})
-        done += chunk
-        if progressbar:
-            phase = "tuning" if done <= tune else "sampling"
-            divs = sum(int(p["diverging"].sum()) for p in kept)
-            print(f"NUTS {chains} chains: {min(done, total)}/{total} steps ({phase}), "
-                  f"{divs} divergences", file=sys.stderr, flush=True)
+    bar = None
+    if progressbar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"NUTS, {chains} chains", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for _ in range(n_chunks):
+            state, out = chunk_fn(state, batch)
+            lo, hi = max(tune - done, 0), min(total - done, chunk)
+            if hi > lo:
+                kept.append({k: np.asarray(v[lo:hi]) for k, v in out.items()})
+            done += chunk
+            if bar is not None:
+                divs = sum(int(p["diverging"].sum()) for p in kept)
+                bar.set_postfix_str(f"{'tuning' if done <= tune else 'sampling'}, {divs} divergences", refresh=False)
+                bar.update(min(done, total) - bar.n)
+    except KeyboardInterrupt:
+        if not kept:  # still tuning: there is no draw to keep
+            raise
+        warnings.warn(f"NUTS was interrupted after {min(done, total)} of {total} steps: the result holds the "
+                      f"{sum(len(p['z']) for p in kept)} draws per chain taken so far", UserWarning, stacklevel=3)
+    finally:
+        if bar is not None:
+            bar.close()
     stats = {k: np.swapaxes(np.concatenate([p[k] for p in kept]), 0, 1) for k in kept[0]}
     sampling_time = time.perf_counter() - t0
 

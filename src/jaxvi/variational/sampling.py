@@ -37,7 +37,7 @@ def _fit_for_init(model, init: str, n_init: int, random_seed):
 
 
 def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: float = 0.8,
-           random_seed=None, init="jitter+adapt_diag", model=None, progressbar: bool = False,
+           random_seed=None, init="jitter+adapt_diag", model=None, progressbar: bool = True,
            initvals=None, dense_mass: bool = False, **kwargs):
     """Draw from the posterior with NUTS (numpyro's), PyMC style.
 
@@ -65,7 +65,8 @@ def sample(draws: int = 1000, tune: int = 1000, chains: int = 4, target_accept: 
 
     The data enter the compiled sampler as an argument and compiled samplers are cached per
     model and settings, so repeated calls (or calls after ``jv.set_data`` with same-shaped data)
-    do not recompile.  Progress goes to stderr only with ``progressbar=True``.
+    do not recompile.  A progress bar (tuning/sampling, divergences) goes to stderr unless
+    ``progressbar=False``; Ctrl-C after the tuning returns the draws taken so far, with a warning.
 
     Returns InferenceData with ``posterior`` (free variables and Deterministics, coords/dims),
     ``sample_stats`` (``diverging``, ``energy``, ``tree_depth``, ``n_steps``, ``acceptance_rate``,
