@@ -72,7 +72,148 @@ def env(tmp_path_factory):
     with np.load(good) as f:
         arrays = {k: f[k] for k in f.files}
     np.savez(files["badmeta"], **{**arrays, "meta": np.frombuffer(b"{not json", dtype=np.uint8)})
+    _damaged_saves(files, folder, arrays)
+    ckpt = folder / "good.ckpt.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jv.fit(5, model=model, progressbar=False, checkpoint=str(ckpt), obj_optimizer=jv.adam(learning_rate=0.01))
+    files["ckpt"] = ckpt
+    _damaged_checkpoints(files, folder, ckpt)
     return {"model": model, "other": other, "reshaped": reshaped, "files": files, "folder": folder}
+
+
+def _npy(array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(array), allow_pickle=True)
+    return buf.getvalue()
+
+
+def _zip(path, members: dict, compress: dict = ()):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, v in members.items():
+            zf.writestr(k + ".npy", v if isinstance(v, bytes) else _npy(v),
+                        compress_type=zipfile.ZIP_DEFLATED if k in compress else zipfile.ZIP_STORED)
+
+
+def _huge_header(shape) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return np.lib.format.magic(1, 0) + buf.getvalue()[8:] + bytes(64)
+
+
+def _meta(obj) -> np.ndarray:
+    import json
+
+    return np.frombuffer(obj.encode() if isinstance(obj, str) else json.dumps(obj).encode(), dtype=np.uint8)
+
+
+def _damaged_saves(files, folder, arrays):
+    import json
+
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    variants = {
+        "save_nan": {"param:mu": np.full_like(arrays["param:mu"], np.nan)},
+        "save_strings": {"hist": np.array(["a", "b"])},
+        "save_key": {"sample_key": np.zeros(3, np.uint32)},
+        "save_param_shape": {"param:mu": np.zeros(7, np.float32)},
+        "save_extra": {"weights": np.ones(3)},
+        "save_4tb": {"hist": _huge_header((10**12,))},
+        "save_bomb": {"padding": np.zeros(20_000_000, np.uint8)},
+        "save_pickle": {"extra": np.array([{"a": 1}], dtype=object)},
+        "save_deep_meta": {"meta": _meta("[" * 100_000 + "]" * 100_000)},
+        "save_list_meta": {"meta": _meta([1, 2])},
+        "save_groups_meta": {"meta": _meta({**meta, "init": {"groups": "x"}})},
+        "save_class_meta": {"meta": _meta({**meta, "class": "Evil"})},
+    }
+    for name, change in variants.items():
+        files[name] = folder / f"{name}.npz"
+        _zip(files[name], {**arrays, **change}, compress={"padding"})
+
+
+def _damaged_checkpoints(files, folder, ckpt):
+    with np.load(ckpt) as f:
+        arrays = {k: f[k] for k in f.files}
+    variants = {
+        "ckpt_nan": {"leaf:0": np.full_like(arrays["leaf:0"], np.nan)},
+        "ckpt_strings": {"hist": np.array(["a"] * 5)},
+        "ckpt_key": {"key": np.zeros(3, np.uint32)},
+        "ckpt_steps_big": {"steps": np.int64(10**6)},
+        "ckpt_steps_negative": {"steps": np.int64(-1)},
+        "ckpt_hist_short": {"hist": np.zeros(2)},
+        "ckpt_extra": {"weights": np.ones(3)},
+        "ckpt_bomb": {"padding": np.zeros(20_000_000, np.uint8)},
+        "ckpt_4tb": {"leaf:0": _huge_header((10**12,))},
+        "ckpt_deep_meta": {"meta": _meta("[" * 100_000 + "]" * 100_000)},
+    }
+    for name, change in variants.items():
+        files[name] = folder / f"{name}.npz"
+        _zip(files[name], {**arrays, **change}, compress={"padding"})
+    files["ckpt_no_leaf"] = folder / "ckpt_no_leaf.npz"
+    _zip(files["ckpt_no_leaf"], {k: v for k, v in arrays.items() if k != "leaf:1"})
+
+
+def resume(which, lr=0.01, n=5):
+    def run(env):
+        return jv.fit(n, model=env["model"], progressbar=False, checkpoint=str(env["files"][which]), resume=True,
+                      obj_optimizer=jv.adam(learning_rate=lr))
+
+    return run
+
+
+def indexed(idx, data=False, shape=3):
+    def build():
+        gm = jv.Normal("group_mu", 0, 1, shape=shape)
+        i = jv.Data("idx", np.asarray(idx)) if data else np.asarray(idx)
+        return jv.Normal("y", gm[i], 1, observed=np.zeros(np.shape(gm[i])))
+
+    return in_model(build)
+
+
+def of_another_model(use):
+    def run(env):
+        with jv.Model():
+            a = jv.Normal("a", 0, 1)
+        with jv.Model():
+            use(a)
+
+    return run
+
+
+def set_data_then(values, likelihood="Poisson"):
+    def build():
+        mu = jv.Normal("mu", 0, 1)
+        d = jv.Data("counts", np.array([1, 2]))
+        if likelihood == "Poisson":
+            jv.Poisson("y", jv.math.exp(mu), observed=d)
+        else:
+            jv.Normal("y", mu, 1, observed=d)
+        jv.set_data({"counts": values})
+
+    return in_model(build)
+
+
+def cli(*argv):
+    def run(env):
+        from jaxvi.faces.cli import main
+
+        model_file = env["folder"] / "cli_model.py"
+        model_file.write_text("import jaxvi as jv\nwith jv.Model() as model:\n    jv.Normal('x', 0, 1)\n")
+        import contextlib
+        import io
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(["fit", str(model_file), "--n", "5", "--draws", "5", "--no-progress",
+                         *[a.format(folder=env["folder"]) for a in argv]])
+        raise SystemExit(f"exit code {code}: {err.getvalue()}")
+
+    return run
 
 
 def load(which, onto="model"):
@@ -210,7 +351,90 @@ CASES = [
     ("load onto another model", load("good", onto="other"), ValueError,
      ["['mu', 'sd_log__']", "['alpha']", "the model it was fitted on"]),
     ("load onto other shapes", load("good", onto="reshaped"), ValueError, ["shapes", "'mu': [3]", "fitted on"]),
+    # -- issue 17: damaged and hostile save files -------------------------------------------------------
+    ("load NaN parameters", load("save_nan"), ValueError, ["save_nan.npz", "'param:mu'", "non-finite"]),
+    ("load strings in hist", load("save_strings"), ValueError, ["save_strings.npz", "'hist'", "strings"]),
+    ("load a sample key of the wrong shape", load("save_key"), ValueError, ["save_key.npz", "'sample_key'", "(3,)"]),
+    ("load a parameter of the wrong shape", load("save_param_shape"), ValueError,
+     ["save_param_shape.npz", "'param:mu'", "(7,)"]),
+    ("load an extra member", load("save_extra"), ValueError, ["save_extra.npz", "unexpected", "'weights'"]),
+    ("load a declared 4 TB array", load("save_4tb"), ValueError, ["save_4tb.npz", "'hist'", "1000000000000"]),
+    ("load a compressed member (bomb)", load("save_bomb"), ValueError, ["save_bomb.npz", "'padding'", "compressed"]),
+    ("load a pickled member", load("save_pickle"), ValueError, ["save_pickle.npz", "'extra'", "objects"]),
+    ("load deeply nested metadata", load("save_deep_meta"), ValueError, ["save_deep_meta.npz", "metadata"]),
+    ("load metadata that is a list", load("save_list_meta"), ValueError, ["save_list_meta.npz", "metadata"]),
+    ("load metadata with broken groups", load("save_groups_meta"), ValueError, ["save_groups_meta.npz", "metadata"]),
+    ("load an unknown class", load("save_class_meta"), ValueError, ["save_class_meta.npz", "'Evil'", "MeanField"]),
+    # -- issue 17: damaged checkpoints ------------------------------------------------------------------
+    ("resume NaN parameters", resume("ckpt_nan"), ValueError, ["ckpt_nan.npz", "'leaf:0'", "non-finite"]),
+    ("resume strings in hist", resume("ckpt_strings"), ValueError, ["ckpt_strings.npz", "'hist'", "strings"]),
+    ("resume a key of the wrong shape", resume("ckpt_key"), ValueError, ["ckpt_key.npz", "'key'", "(3,)"]),
+    ("resume steps beyond n", resume("ckpt_steps_big"), ValueError, ["ckpt_steps_big.npz", "1000000", "0..5"]),
+    ("resume negative steps", resume("ckpt_steps_negative"), ValueError, ["ckpt_steps_negative.npz", "-1", "0..5"]),
+    ("resume a history shorter than steps", resume("ckpt_hist_short"), ValueError,
+     ["ckpt_hist_short.npz", "'hist'", "(2,)"]),
+    ("resume an extra member", resume("ckpt_extra"), ValueError, ["ckpt_extra.npz", "unexpected", "'weights'"]),
+    ("resume a compressed member (bomb)", resume("ckpt_bomb"), ValueError, ["ckpt_bomb.npz", "'padding'", "compressed"]),
+    ("resume a declared 4 TB array", resume("ckpt_4tb"), ValueError, ["ckpt_4tb.npz", "'leaf:0'", "1000000000000"]),
+    ("resume deeply nested metadata", resume("ckpt_deep_meta"), ValueError, ["ckpt_deep_meta.npz", "metadata"]),
+    ("resume a missing optimizer leaf", resume("ckpt_no_leaf"), ValueError, ["ckpt_no_leaf.npz", "'leaf:1'", "optimizer"]),
+    ("resume with another learning rate", resume("ckpt", lr=0.02), ValueError,
+     ["good.ckpt.npz", "another optimizer or learning rate"]),
+    ("checkpoint path that is a folder", lambda env: jv.fit(5, model=env["model"], progressbar=False,
+                                                            checkpoint=str(env["folder"])), IsADirectoryError,
+     ["checkpoint", "is a folder", "fit.ckpt.npz"]),
+    # -- issue 17: bad inputs silently used before --------------------------------------------------------
+    ("index beyond the groups", indexed([0, 5]), IndexError, ["'group_mu'", "index 5", "length 3"]),
+    ("negative index beyond the groups", indexed([0, -4]), IndexError, ["'group_mu'", "index -4", "length 3"]),
+    ("index Data beyond the groups", indexed([2, 3], data=True), IndexError, ["'group_mu'", "index 3", "length 3"]),
+    ("index on the second axis", in_model(lambda: jv.Normal("w", 0, 1, shape=(2, 3))[:, np.array([3])]), IndexError,
+     ["'w'", "index 3", "axis 1"]),
+    ("masked observed array", in_model(lambda: jv.Normal("y", 0, 1, observed=np.ma.masked_values([1.0, -999.0], -999.0))),
+     ValueError, ["'y'", "masked", "1 masked"]),
+    ("masked Data", in_model(lambda: jv.Data("x", np.ma.masked_array([1.0, 2.0], mask=[1, 0]))), ValueError,
+     ["'x'", "masked"]),
+    ("empty observed data", in_model(lambda: jv.Normal("y", jv.Normal("m", 0, 1), 1, observed=np.array([])) ),
+     ValueError, ["'y'", "empty", "(0,)"]),
+    ("empty observed rows", in_model(lambda: jv.Normal("y", 0, 1, observed=np.zeros((0, 3)))), ValueError,
+     ["'y'", "empty", "(0, 3)"]),
+    ("negative learning rate", lambda env: jv.adam(learning_rate=-0.1),
+     ValueError, ["adam", "learning_rate", "-0.1"]),
+    ("NaN learning rate", lambda env: jv.sgd(learning_rate=float("nan")), ValueError, ["sgd", "learning_rate", "nan"]),
+    ("string learning rate", lambda env: jv.adagrad_window(learning_rate="fast"), TypeError,
+     ["adagrad_window", "learning_rate", "'fast'"]),
+    ("negative learning rate of rmsprop", lambda env: jv.rmsprop(-1e-3), ValueError, ["rmsprop", "learning_rate"]),
+    ("prior parameter of another model", of_another_model(lambda a: jv.Normal("b", a, 1)), ValueError,
+     ["'b'", "'a'", "another model"]),
+    ("likelihood of another model's variable", of_another_model(lambda a: jv.Normal("y", a * 2, 1, observed=[1.0])),
+     ValueError, ["'y'", "'a'", "another model"]),
+    ("Deterministic of another model", of_another_model(lambda a: jv.Deterministic("d", a + 1)), ValueError,
+     ["'d'", "'a'", "another model"]),
+    ("set_data with NaN", set_data_then(np.array([np.nan, 1.0]), "Normal"), ValueError, ["set_data", "'counts'", "NaN"]),
+    ("set_data negative counts", set_data_then(np.array([-1, 2])), ValueError,
+     ["set_data", "'counts'", "'y'", "support of Poisson"]),
+    ("set_data fractional counts", set_data_then(np.array([0.5, 2.0])), ValueError, ["'counts'", "Poisson"]),
+    ("sigma from Data", in_model(lambda: jv.Normal("x", 0, jv.Data("s", -1.0))), ValueError,
+     ["'x'", "sigma", "positive", "'s'"]),
+    ("sigma from an expression of Data", in_model(lambda: jv.Normal("x", 0, -jv.Data("s", 2.0))), ValueError,
+     ["'x'", "sigma", "positive", "expression of 's'"]),
+    ("Beta alpha from a constant expression", in_model(lambda: jv.Beta("p", jv.math.exp(jv.Data("a", 1.0)) - 5, 1.0)),
+     ValueError, ["'p'", "alpha", "positive"]),
+    ("sigma=-HalfNormal(...) named at step 0", lambda env: _fit_negative_sigma(), FloatingPointError,
+     ["step 0", "'x'", "Normal(0, f(s))", "outside its"]),
+    ("a 4 TB shape", in_model(lambda: jv.Normal("x", 0, 1, shape=(10**6, 10**6))), ValueError,
+     ["'x'", "1,000,000,000,000 elements", "4.0 TB"]),
+    ("fit --out naming a file", cli("--out", "{folder}/good.npz"), SystemExit,
+     ["exit code 2", "--out", "good.npz", "is a file"]),
+    ("fit --out in an unwritable place", cli("--out", "/proc/jaxvi-out"), SystemExit,
+     ["exit code 2", "--out '/proc/jaxvi-out'", "cannot write"]),
 ]
+
+
+def _fit_negative_sigma():
+    with jv.Model() as m:
+        s = jv.HalfNormal("s", 1)
+        jv.Normal("x", 0, -s)
+    return jv.fit(10, model=m, progressbar=False)
 
 
 def _message(exc: BaseException) -> str:
@@ -218,7 +442,7 @@ def _message(exc: BaseException) -> str:
 
 
 def test_the_table_is_large_and_ids_unique():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 120
     assert len({c[0] for c in CASES}) == len(CASES)
 
 

@@ -22,6 +22,7 @@ Three ways to fit on data too large for a full-data gradient at every step:
 from __future__ import annotations
 
 import mmap
+import atexit
 import queue
 import threading
 import weakref
@@ -143,17 +144,23 @@ class StreamFeed:
     ``engine.run`` calls around each compiled chunk.
     """
 
-    def __init__(self, make_block, steps: int, put, depth: int = PREFETCH):
+    def __init__(self, make_block, steps: int, put, depth: int = PREFETCH, start: int = 0):
         self.steps = int(steps)
+        first, self._offset = divmod(int(start), self.steps)
+        self.blocks_used = first
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=_produce, args=(make_block, put, self._queue, self._stop),
+        self._thread = threading.Thread(target=_produce, args=(make_block, put, self._queue, self._stop, first),
                                         daemon=True, name="jaxvi-prefetch")
         self._thread.start()
+        _LIVE.add(self)
         weakref.finalize(self, self._stop.set)
         self._block = None
-        self._offset = 0
-        self.blocks_used = 0
+
+    @property
+    def position(self) -> int:
+        """Steps of the stream served so far (counted from the stream's start, not this feed's)."""
+        return self.blocks_used * self.steps + self._offset
 
     def take(self, m: int):
         if self._block is None:
@@ -171,11 +178,23 @@ class StreamFeed:
             self.blocks_used += 1
 
     def close(self):
+        """Stop the prefetch thread and wait for it (no thread may run into interpreter shutdown)."""
         self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+        _LIVE.discard(self)
 
 
-def _produce(make_block, put, q: queue.Queue, stop: threading.Event):
-    j = 0
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_feeds():
+    for feed in list(_LIVE):
+        feed.close()
+
+
+def _produce(make_block, put, q: queue.Queue, stop: threading.Event, j: int = 0):
     while not stop.is_set():
         try:
             item = put(make_block(j))
@@ -328,8 +347,9 @@ class Feeding:
     def local(self, tree):
         return tree if self.mesh is None else jax.tree_util.tree_map(_local, tree)
 
-    def feed(self, key) -> StreamFeed | None:
-        """The prefetching feed of the streamed minibatches, seeded from the fit's key."""
+    def feed(self, key, start: int = 0) -> StreamFeed | None:
+        """The prefetching feed of the streamed minibatches, seeded from the fit's key, from step ``start``
+        of the stream (a resumed fit continues where the checkpoint left it)."""
         if not self.streamed:
             return None
         seed = [int(x) for x in np.asarray(jax.random.key_data(key) if jax.dtypes.issubdtype(
@@ -350,4 +370,4 @@ class Feeding:
                         spec, v, (v.shape[0], v.shape[1] * jax.process_count(), *v.shape[2:]))
                         for k, v in block.items()}
                 return {k: _put(v, spec) for k, v in block.items()}
-        return StreamFeed(make_block, steps, put)
+        return StreamFeed(make_block, steps, put, start=start)

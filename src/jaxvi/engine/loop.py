@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 __all__ = ["make_step", "make_runner", "step_key", "compilations", "run", "RunResult", "logger",
-           "FitState", "ChunkResult", "Observer", "record_steps"]
+           "FitState", "ChunkResult", "Observer", "record_steps", "interrupt_guard", "interrupted", "guarded"]
 
 # A library configures no logging: the messages of a fit ("Finished [100%]: Average Loss = ...") go to
 # this logger when the application has configured logging, else straight to stderr (see ``_say``).
@@ -237,6 +237,58 @@ class RunResult:
     extra: dict = field(default_factory=dict)
 
 
+class _Interrupts:
+    """Ctrl-C inside :func:`interrupt_guard`: how many arrived, and the handler it replaced."""
+
+    depth = 0
+    count = 0
+    previous = None
+    abortable = False  # a second Ctrl-C raises only while a compiled call runs (no state is half-updated)
+
+
+def _on_sigint(signum, frame):
+    _Interrupts.count += 1
+    if _Interrupts.count >= 2 and _Interrupts.abortable:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupt_guard():
+    """Within the block, Ctrl-C (SIGINT) in the main thread sets a flag (:func:`interrupted`) instead of
+    raising, so a fit stops between chunks with a consistent state, whatever it was doing (building,
+    compiling, a chunk, k-hat).  Nestable; elsewhere than in the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _Interrupts.depth == 0:
+        _Interrupts.count = 0
+        _Interrupts.previous = signal.signal(signal.SIGINT, _on_sigint)
+    _Interrupts.depth += 1
+    try:
+        yield
+    finally:
+        _Interrupts.depth -= 1
+        if _Interrupts.depth == 0:
+            signal.signal(signal.SIGINT, _Interrupts.previous)
+            _Interrupts.previous = None
+
+
+def guarded(fn: Callable) -> Callable:
+    """``fn`` run inside :func:`interrupt_guard` (Ctrl-C during it stops the fit instead of escaping)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with interrupt_guard():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C was pressed inside the current :func:`interrupt_guard` (main thread only)."""
+    return _Interrupts.depth > 0 and _Interrupts.count > 0 and threading.current_thread() is threading.main_thread()
+
+
 def _next_boundary(done: int, n: int, periods: list[int], chunk_size: int) -> int:
     """The next completed-step count at which the host must look (callbacks at step index i % k == 0)."""
     target = min(n, done + chunk_size)
@@ -326,14 +378,15 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
         bar = tqdm(total=n, desc=desc, leave=True, dynamic_ncols=True, file=sys.stderr)
     # Ctrl-C sets a flag read between chunks, so the state, the history and the step count stay
     # consistent; a callback raising KeyboardInterrupt is honoured the same way.
-    interrupted = []
-    previous_handler = None
-    if threading.current_thread() is threading.main_thread():
-        previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    guard = interrupt_guard()
+    guard.__enter__()
+    main_thread = threading.current_thread() is threading.main_thread()
     t0 = time.perf_counter()
-    budget = min(chunk_size, 100)  # steps in the next chunk; the first one also pays for compilation
+    budget = 1  # steps in the next chunk: the first also pays for compilation, so the second is timed
     try:
         while done < n:
+            if interrupted():
+                raise KeyboardInterrupt
             # boundaries in global step indices, so callbacks see PyMC's i
             boundary = _next_boundary(step_offset + done, step_offset + n, periods, chunk_size) - step_offset
             m = min(boundary - done, budget, most)
@@ -343,8 +396,14 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
             if feed is not None:
                 fed, m = feed.take(m)
                 fed_batch = (batch, fed)
-            out = runner(state, np.int32(m), fed_batch, record=record)
-            k = int(out.done)
+            if main_thread:  # a second Ctrl-C may abort the compiled call (nothing is half-updated)
+                _Interrupts.abortable = True
+            try:
+                out = runner(state, np.int32(m), fed_batch, record=record)
+                k = int(out.done)
+            finally:
+                if main_thread:
+                    _Interrupts.abortable = False
             all_losses[h + done:h + done + k] = np.asarray(out.losses)[:k]
             stopped = _replay(observers, out.trace, step_offset + done, k, all_losses, h + done) if record else None
             if stopped is not None and stopped[0] + 1 < k:  # end exactly at the step that stopped
@@ -353,11 +412,9 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
             if feed is not None:
                 feed.commit(k)
             state = out.state
-            if done > 0 or k < m:  # time the chunks after the first (compiling) one, replay included
-                rate = k / max(time.perf_counter() - tc, 1e-6)
-                budget = int(min(chunk_size, max(1, rate * CHUNK_SECONDS)))
-            else:
-                budget = chunk_size
+            if done > 0:  # the first chunk compiled; later ones size the next by the measured rate (replay
+                rate = k / max(time.perf_counter() - tc, 1e-6)  # included), at most 4x longer each time
+                budget = int(min(chunk_size, 4 * max(m, 1), max(1, rate * CHUNK_SECONDS)))
             done += k
             if bar is not None:
                 bar.update(k)
@@ -374,15 +431,14 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
             due = [fn for every, fn in callbacks if i % every == 0]
             for fn in due:
                 fn(state.params, state.opt_state, all_losses[:h + done], i, state.key)
-            if interrupted:
+            if interrupted():
                 raise KeyboardInterrupt
     except StopIteration as stop:
         status, message = "stopped", str(stop)
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
+        guard.__exit__(None, None, None)
         if bar is not None:
             bar.close()
     losses = all_losses[h:h + done].copy()

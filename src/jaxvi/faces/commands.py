@@ -104,7 +104,17 @@ def load_model(path):
 
 def _out_dir(out, path, command):
     out = out or f"{os.path.splitext(os.path.basename(path))[0]}-{command}"
-    os.makedirs(out, exist_ok=True)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CommandError(f"--out {out!r} is a file, not a folder; give a folder for the outputs")
+    try:
+        os.makedirs(out, exist_ok=True)
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=out):  # writable? (os.access is wrong for root and some mounts)
+            pass
+    except OSError as exc:
+        raise CommandError(f"--out {out!r}: cannot write into this folder ({exc.strerror or exc}); give a folder "
+                           "you can write to") from None
     return out
 
 
@@ -152,7 +162,7 @@ def fit_command(path, method="advi", n=20000, draws=1000, seed=0, out=None, prog
     _check_methods([method], vi_methods(), hint=" (for NUTS use `jaxvi compare --methods advi,nuts`)")
     _check_counts(n=n, draws=draws)
     model = load_model(path)
-    out = _out_dir(out, path, "fit")
+    out = _out_dir(out, path, "fit")  # checked before the fit
     _use_agg()
     from jaxvi.faces.plots import plot_compare, plot_hist
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 __all__ = ["enable_x64", "floatX", "prng_key", "enable_compilation_cache", "disable_compilation_cache",
-           "compilation_cache_dir"]
+           "compilation_cache_dir", "unsafe_cache_folder"]
 
 #: Environment variable: "0"/"off"/"false" turns the default persistent compilation cache off; a path moves it.
 CACHE_ENV = "JAXVI_COMPILATION_CACHE"
@@ -32,12 +32,29 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str:
     Returns the folder.  The cache is trusted code: keep it in a folder only you can write to.
     """
     path = os.fspath(path) if path is not None else default_cache_dir()
-    os.makedirs(path, exist_ok=True)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    problem = unsafe_cache_folder(path)
+    if problem:
+        raise PermissionError(f"the compilation cache folder {path!r} {problem}: anyone who can write there could "
+                              "plant compiled code that jaxvi would run; use a folder only you can write to "
+                              f"(e.g. chmod 700 it), or set {CACHE_ENV}=0")
     jax.config.update("jax_compilation_cache_dir", path)
     if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0:  # JAX's default: ours caches more
         jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
     _cache_state.update(decided=True, path=path)
     return path
+
+
+def unsafe_cache_folder(path: str) -> str | None:
+    """Why ``path`` is no safe place for compiled code (world-writable, another owner), or None."""
+    if not hasattr(os, "getuid"):  # Windows: no POSIX owners or modes
+        return None
+    st = os.stat(path)
+    if st.st_uid != os.getuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o002:
+        return "is writable by every user"
+    return None
 
 
 def disable_compilation_cache() -> None:
@@ -64,6 +81,11 @@ def use_default_compilation_cache() -> None:
         return
     try:
         _cache_state["path"] = enable_compilation_cache(setting or None)
+    except PermissionError as exc:  # an unsafe folder: warn, compile as usual
+        import warnings
+
+        warnings.warn(f"jaxvi: not using the persistent compilation cache: {exc}", RuntimeWarning, stacklevel=3)
+        _cache_state["path"] = None
     except OSError:  # e.g. a read-only home: compile as usual
         _cache_state["path"] = None
 

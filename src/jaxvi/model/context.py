@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvi.model.nodes import Node, _canonical_array, as_node
+from jaxvi.model.nodes import Node, _canonical_array, ancestors, as_node
 from jaxvi.model.variables import (DataNode, DeterministicNode, FreeRV, MinibatchNode, ObservedRV, PotentialNode,
                                    RandomVariable, device_rows)
 
@@ -117,6 +117,7 @@ class Model:
     def _register(self, node: Node, registry: str, dims: tuple | None = None):
         name = node.name
         self._check_new_name(name)
+        self._check_own_variables(node)
         for m in self._chain():
             m._named[name] = node
             getattr(m, registry).append(node)
@@ -124,6 +125,14 @@ class Model:
                 m._dims[name] = dims
         self.root._version += 1
         self.root._compiled = None
+
+    def _check_own_variables(self, node: Node):
+        """Every named variable ``node`` depends on belongs to this model (not to another one)."""
+        named = self.root._named
+        for a in ancestors([node], stop=lambda a: a is not node and bool(a.name)):
+            if a is not node and a.name and named.get(a.name) is not a:
+                raise ValueError(f"{node.name!r} uses {a.name!r}, a variable of another model; a model can only "
+                                 f"use its own variables: create {a.name!r} inside this model's `with` block")
 
     @property
     def named_vars(self) -> dict[str, Node]:
@@ -256,7 +265,10 @@ class Model:
         node = self[name]
         if not isinstance(node, DataNode) or not node.name:
             raise TypeError(f"{name!r} is not a jv.Data variable; only Data variables can be replaced")
-        arr = _checked_array(name, values, allow_nan=True)
+        try:  # NaN here would only surface as "NaN at step 0" of the next fit
+            arr = _checked_array(name, values)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"set_data: {str(exc).replace('observed data', 'new values')}") from None
         old = self.root._data_store[node.key]
         if arr.ndim != old.ndim:
             raise ValueError(f"data {name!r}: new values have {arr.ndim} dimensions, the old ones {old.ndim}")
@@ -265,6 +277,16 @@ class Model:
                 self.root._coords[dim] = tuple(np.asarray(vals).tolist())
                 self.root._dim_lengths[dim] = len(vals)
         self._store_data(node.key, arr)
+        try:
+            for rv in self._observes(node):  # the new values must lie in the support of the likelihood
+                rv.spec.check_observed(f"set_data: {name!r} observed by {rv.name!r}", rv.observed, self.root)
+        except ValueError:
+            self._store_data(node.key, old)
+            raise
+
+    def _observes(self, node) -> list:
+        """The observed variables whose data are ``node``."""
+        return [rv for rv in self.root._observed if rv.observed is node]
 
     # -- evaluation helpers (delegating to the compiled model) ---------------------------------
     def __getstate__(self):  # the compiled functions stay behind (rebuilt by compile() on use)
@@ -364,6 +386,13 @@ def _numeric_expr(var: str, what: str, value) -> Node:
 
 
 def _checked_array(name: str, value, allow_nan: bool = False) -> np.ndarray:
+    if isinstance(value, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(value))
+        if masked:
+            raise ValueError(f"{name!r}: the data are a masked array with {masked} masked value(s); jaxvi does not "
+                             "impute missing values (its fill value would be fitted as data): drop them "
+                             "(e.g. y.compressed()) or model them explicitly")
+        value = np.ma.getdata(value)
     try:
         arr = _canonical_array(np.asarray(value))
     except (TypeError, ValueError) as exc:

@@ -27,6 +27,40 @@ def _canonical_array(value) -> np.ndarray:
     return arr.astype(jax.dtypes.canonicalize_dtype(arr.dtype), copy=False)
 
 
+def _index_value(i):
+    """The integer values of an index known when the model is built (constants, data), else None."""
+    if isinstance(i, Constant):
+        i = i.value
+    elif isinstance(i, Node):
+        i = i.get_value() if hasattr(i, "get_value") else None
+    if isinstance(i, bool) or i is None:
+        return None
+    if isinstance(i, (int, np.integer)) or (isinstance(i, np.ndarray) and i.dtype.kind in "iu"):
+        return np.asarray(i)
+    return None
+
+
+def _check_index_bounds(node: "Node", idx) -> None:
+    """Integer indices outside an axis are an error here (JAX's gather would clamp them silently)."""
+    shape = node.shape
+    axis = 0
+    for part in idx if isinstance(idx, tuple) else (idx,):
+        if part is Ellipsis or axis >= len(shape):
+            return
+        if part is None:
+            continue
+        value = _index_value(part)
+        if value is not None and value.size:
+            n = shape[axis]
+            bad = value[(value >= n) | (value < -n)]
+            if bad.size:
+                raise IndexError(f"{node._label()}[...]: index {int(bad.flat[0])} is out of bounds for axis {axis} "
+                                 f"of length {n} (valid: {-n}..{n - 1}); JAX would silently clamp it, so fix the "
+                                 "index data")
+        kind = getattr(getattr(part, "dtype", None), "kind", None)
+        axis += max(np.ndim(part) if kind == "b" else 1, 1) if not isinstance(part, Node) or kind != "b" else part.ndim
+
+
 def _aval(node: "Node"):
     return jax.ShapeDtypeStruct(node.shape, node.dtype, weak_type=node.weak_type)
 
@@ -141,6 +175,7 @@ class Node:
             return as_node(i) if isinstance(i, list) else i
 
         idx = tuple(norm(i) for i in idx) if isinstance(idx, tuple) else norm(idx)
+        _check_index_bounds(self, idx)
         if isinstance(idx, np.ndarray) and idx.dtype.kind in "iu" and idx.size and len(self.shape or ()) >= 1:
             return lift(functools.partial(take_rows, idx=_rows_in_bounds(idx, self.shape[0])), label="getitem")(self)
         return lift(operator.getitem, label="getitem")(self, idx)

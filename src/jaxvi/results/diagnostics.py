@@ -20,6 +20,7 @@ compiled model so every fit of the model shares it.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import jax
@@ -201,6 +202,17 @@ def khat_draws_for(values: int, draws: int = KHAT_DRAWS) -> int:
     return n if n >= min(KHAT_MIN_DRAWS, int(draws)) else 0
 
 
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside jaxvi (so a warning points at the user's line)."""
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: int = 0):
     """Compute k-hat for a fitted ``approx`` (if it has a density), store ``approx.khat`` /
     ``approx.khat_draws`` and warn above ``KHAT_THRESHOLD``.  Returns k-hat or None.
@@ -241,5 +253,5 @@ def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: i
     approx.khat, approx.khat_draws = khat, int(draws)
     if warn and khat > KHAT_THRESHOLD:
         warnings.warn(khat_message(khat, getattr(approx.family, "name", type(approx).__name__)), KhatWarning,
-                      stacklevel=4)
+                      stacklevel=_user_stacklevel())
     return khat

@@ -7,10 +7,6 @@ by the compiled model, vectorised over chains and draws.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-import threading
 
 import warnings
 from importlib.metadata import version
@@ -21,28 +17,9 @@ import numpy as np
 
 from jaxvi.model.compiled import CompiledModel
 
-__all__ = ["to_inference_data", "posterior_values", "make_inference_data", "import_arviz", "preload_arviz", "ARVIZ_MAJOR"]
+__all__ = ["to_inference_data", "posterior_values", "make_inference_data", "import_arviz", "ARVIZ_MAJOR"]
 
 ARVIZ_MAJOR = int(version("arviz").split(".")[0])
-
-
-_PRELOAD: list = []
-
-
-def preload_arviz() -> None:
-    """Start importing arviz in a background thread (once per process).
-
-    arviz (with the matplotlib and scipy.stats it pulls in) takes 1-2 s to import, and every fit
-    needs it soon after (k-hat, InferenceData).  Started when a model is first compiled, the
-    import runs on the other core while XLA compiles and the fit runs, which release the GIL;
-    ``import_arviz()`` then finds it done (or waits for it through Python's import lock).
-    """
-    if _PRELOAD or "arviz" in sys.modules or os.environ.get("JAXVI_PRELOAD_ARVIZ", "1") == "0":
-        return
-    thread = threading.Thread(target=importlib.import_module, args=("arviz",), name="jaxvi-import-arviz",
-                              daemon=True)
-    _PRELOAD.append(thread)
-    thread.start()
 
 
 def import_arviz():

@@ -23,8 +23,9 @@ from jaxvi.vi.pathfinder import BFGSNormalFamily
 from jaxvi.vi.stein import importance_resampled_start
 from jaxvi.model.nodes import as_node, replace as replace_nodes
 from jaxvi.model.context import Model, modelcontext
-from jaxvi.results.inference_data import preload_arviz, to_inference_data, values_fn
+from jaxvi.results.inference_data import to_inference_data, values_fn
 from jaxvi.results import diagnostics
+from jaxvi.engine.checkpoint import NpzReader, encode_json, write_npz
 
 __all__ = ["Approximation", "MeanField", "FullRank", "LowRank", "Empirical", "NormalizingFlow", "PathfinderApproximation", "Group", "MeanFieldGroup", "FullRankGroup", "EmpiricalGroup", "GroupingError", "LiveValue", "load", "sample_approx"]
 
@@ -111,7 +112,6 @@ class Approximation:
         if isinstance(groups, Model):  # Approximation(model) as well as Approximation([groups], model)
             groups, model = None, groups if model is None else model
         self.model = modelcontext(model, what=f"a {type(self).__name__} approximation")
-        preload_arviz()  # every result needs arviz; imported while XLA compiles
         self.cm: CompiledModel = self.model.compile()
         if self.cm.size == 0:
             raise ValueError("the model has no free variables to approximate")
@@ -373,11 +373,8 @@ class Approximation:
         arrays = {f"param:{k}": np.asarray(v) for k, v in _named_leaves(self.vparams).items()}
         arrays["hist"] = np.asarray(self.hist)
         arrays["sample_key"] = np.asarray(self._sample_key)
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        path = os.fspath(path)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)  # atomic: a crash mid-write leaves the previous file intact
+        arrays["meta"] = encode_json(meta)
+        write_npz(path, arrays, what="approx.save")  # atomic and fsync-ed: the previous file or this one
 
     def __getstate__(self):  # compiled functions stay behind; they are rebuilt on use
         state = {k: v for k, v in self.__dict__.items() if k not in ("_draw", "cm")}
@@ -784,45 +781,39 @@ def _owned(cm, family, gi) -> list[int]:
     return [i for i, rv in enumerate(cm.free_rvs) if cm.layout.slices[rv.value_name].start in cover]
 
 
-def _read_saved(path) -> tuple[dict, dict, np.ndarray, np.ndarray]:
-    """(meta, params, hist, sample_key) of a file written by ``approx.save``, or an error saying what is wrong."""
-    import zipfile
-
+def _open_saved(path) -> tuple[NpzReader, dict]:
+    """The file written by ``approx.save`` (headers checked) and its metadata, or an error saying what is wrong."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"jv.load: there is no file {path!r}; give the path that approx.save(...) wrote")
     if os.path.isdir(path):
         raise IsADirectoryError(f"jv.load: {path!r} is a folder; give the .npz file that approx.save(...) wrote")
-    bad = f"jv.load: {path!r} is not an approximation saved with approx.save(...)"
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{bad}: it is not an .npz archive (truncated or corrupted?); save the approximation again")
+    f = NpzReader(path, "jv.load: the approximation file", "it is not an approximation saved with approx.save(...); "
+                  "save the approximation again")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: np.asarray(f[k]) for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{bad}: it cannot be read ({type(exc).__name__}: {exc}); save the approximation again") from None
-    missing = [k for k in ("meta", "hist", "sample_key") if k not in arrays]
-    params = {k.split(":", 1)[1]: arrays[k] for k in arrays if k.startswith("param:")}
-    if missing or not params:
-        raise ValueError(f"{bad}: it has no {', '.join(missing) or 'parameters'} (it holds {sorted(arrays)})")
-    try:
-        meta = json.loads(arrays["meta"].tobytes().decode())
-        meta = meta if isinstance(meta, dict) and {"class", "value_names"} <= set(meta) else None
-    except (UnicodeDecodeError, ValueError):
-        meta = None
-    if meta is None:
-        raise ValueError(f"{bad}: its metadata are damaged; save the approximation again")
-    return meta, params, arrays["hist"], arrays["sample_key"]
+        f.names(required=("meta", "hist", "sample_key"), allowed=("meta", "hist", "sample_key"), prefixes=("param:",))
+        if not any(k.startswith("param:") for k in f.headers):
+            f.fail(f"it has no parameters (it holds {sorted(f.headers)})")
+        meta = f.read_json("meta", required=("class", "value_names"))
+        f.expect("hist", "f", ndim=1)
+    except BaseException:
+        f.close()
+        raise
+    return f, meta
 
 
 def load(path, model: Model | None = None) -> Approximation:
     """Restore an approximation saved with ``approx.save(path)`` onto ``model`` (the model it was fitted on)."""
     model = modelcontext(model, what="the loaded approximation")
-    meta, params, hist, key = _read_saved(path)
+    f, meta = _open_saved(path)
+    with f:
+        return _restore_saved(f, meta, model)
+
+
+def _restore_saved(f: NpzReader, meta: dict, model: Model) -> Approximation:
     cls = _CLASSES.get(meta["class"])
     if cls is None:
-        raise ValueError(f"jv.load: cannot load an approximation of class {meta['class']!r} "
-                         f"(loadable: {', '.join(_CLASSES)})")
+        f.fail(f"it holds an approximation of class {meta['class']!r} (loadable: {', '.join(_CLASSES)})")
     cm = model.compile()
     if cm.value_names != meta["value_names"]:
         raise ValueError(f"jv.load: the saved approximation is for variables {meta['value_names']}, "
@@ -832,18 +823,25 @@ def load(path, model: Model | None = None) -> Approximation:
         raise ValueError(f"jv.load: the saved approximation has variable shapes {meta['shapes']}, but the model's "
                          f"are {shapes}; load it onto the model it was fitted on")
     init = dict(meta.get("init") or {})
-    if "groups" in init:
-        init["groups"] = [Group(g["names"], vfam=g["vfam"], rank=g.get("rank"), flow=g.get("flow"))
-                          for g in init["groups"]]
-    approx = cls(model=model, **init)
+    try:
+        if "groups" in init:
+            init["groups"] = [Group(g["names"], vfam=g["vfam"], rank=g.get("rank"), flow=g.get("flow"))
+                              for g in init["groups"]]
+        approx = cls(model=model, **init)
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        f.fail(f"its metadata do not describe a {meta['class']} ({type(exc).__name__}: {exc})")
     expected = _named_leaves(approx.vparams)
-    if set(params) != set(expected) or any(np.shape(params[k]) != np.shape(v) for k, v in expected.items()):
-        raise ValueError(f"jv.load: the saved parameters {sorted(params)} do not fit a {meta['class']} "
-                         f"approximation (expected {sorted(expected)}); the file is damaged")
+    params = sorted(k.split(":", 1)[1] for k in f.headers if k.startswith("param:"))
+    if params != sorted(expected):
+        f.fail(f"its parameters {params} do not fit a {meta['class']} approximation (expected {sorted(expected)})")
+    for k, v in expected.items():
+        f.expect(f"param:{k}", "fiu", shape=np.shape(v))
+    f.expect("sample_key", "u", shape=np.shape(approx._sample_key))
     treedef = jax.tree_util.tree_structure(approx.vparams)
-    approx.vparams = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(params[k]) for k in expected])
-    approx.hist = hist
-    approx._sample_key = jnp.asarray(key)
+    approx.vparams = jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(f.read(f"param:{k}", finite=True), dtype=jnp.asarray(v).dtype) for k, v in expected.items()])
+    approx.hist = f.read("hist")
+    approx._sample_key = jnp.asarray(f.read("sample_key"))
     return approx
 
 

@@ -19,6 +19,7 @@ from jaxvi.results import diagnostics
 from jaxvi.engine import loop as engine
 from jaxvi.variational.callbacks import PlateauRule
 from jaxvi.engine.feeding import Feeding, make_mesh
+from jaxvi.engine.checkpoint import NpzReader, encode_json, fingerprint, write_npz
 import warnings
 
 from jaxvi.model.config import prng_key
@@ -63,6 +64,7 @@ class Inference:
         self._steps = 0
         self._feeding = None  # data feeding of the current fit (minibatches, streams, devices)
         self._feed = None
+        self._stream_start = 0  # steps of the data stream consumed (where the next feed starts)
 
     # -- what subclasses define ---------------------------------------------------------------
     def _objective(self, n_mc: int):
@@ -103,6 +105,7 @@ class Inference:
         self._optimizer = optimizer
 
     # -- fitting --------------------------------------------------------------------------------
+    @engine.guarded  # Ctrl-C anywhere in a fit stops it cleanly; it never escapes
     def fit(self, n: int = 10000, callbacks=None, progressbar: bool = True, obj_optimizer=None,
             total_grad_norm_constraint=None, obj_n_mc: int | None = None, devices=None, mesh=None,
             stop_on_convergence=False, checkpoint=None, checkpoint_every: int = 1000, resume: bool = False,
@@ -154,51 +157,69 @@ class Inference:
                             f"got {stop_on_convergence!r}")
         self._prepare(optimizer, n_mc, total_grad_norm_constraint)  # a fresh optimizer state, as in PyMC
         self._checkpoint = _check_checkpoint(checkpoint, checkpoint_every, resume)
+        self._optimizer_id = fingerprint((optimizer, n_mc, total_grad_norm_constraint))
         if resume and checkpoint is not None and os.path.exists(os.fspath(checkpoint)):
-            n = max(n - self._restore(os.fspath(checkpoint)), 0)
+            n = max(n - self._restore(os.fspath(checkpoint), n), 0)
         return self._run(n, callbacks, progressbar)
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def _state_arrays(self, params, opt_state, key, hist, steps) -> dict:
+    def _checkpoint_meta(self) -> dict:
+        return {"method": type(self).__name__, "family": self.approx.family.name,
+                "value_names": self.approx.cm.value_names, "optimizer": self._optimizer_id}
+
+    def _write_checkpoint(self, params, opt_state, key, hist, steps, stream=0):
         leaves = jax.tree_util.tree_leaves((params, opt_state))
         arrays = {f"leaf:{i}": np.asarray(x) for i, x in enumerate(leaves)}
-        arrays.update(key=np.asarray(key), hist=np.asarray(hist), steps=np.asarray(steps),
-                      meta=np.frombuffer(json.dumps({"method": type(self).__name__, "family": self.approx.family.name,
-                                                     "value_names": self.approx.cm.value_names}).encode(), np.uint8))
-        return arrays
+        arrays.update(key=np.asarray(key), hist=np.asarray(hist), steps=np.asarray(steps, np.int64),
+                      stream=np.asarray(stream, np.int64), meta=encode_json(self._checkpoint_meta()))
+        write_npz(self._checkpoint[0], arrays, what="checkpoint")  # atomic and fsync-ed
 
-    def _write_checkpoint(self, params, opt_state, key, hist, steps):
-        path = self._checkpoint[0]
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, **self._state_arrays(params, opt_state, key, hist, steps))
-        os.replace(tmp, path)  # atomic: a crash mid-write leaves the previous checkpoint intact
-
-    def _restore(self, path) -> int:
+    def _restore(self, path, n: int) -> int:
         """Load a checkpoint into this inference; returns the number of steps it had done."""
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: np.asarray(f[k]) for k in f.files}
-            meta = json.loads(arrays["meta"].tobytes().decode())
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same advice
-            raise ValueError(f"resume: cannot read the checkpoint {path!r} ({type(exc).__name__}: {exc}); delete it "
-                             "or pass resume=False to start afresh") from None
-        if meta.get("value_names") != self.approx.cm.value_names or meta.get("method") != type(self).__name__:
-            raise ValueError(f"resume: the checkpoint {path!r} is from a {meta.get('method')} fit of variables "
-                             f"{meta.get('value_names')}, not this {type(self).__name__} fit of "
-                             f"{self.approx.cm.value_names}; use another checkpoint path")
         template = jax.tree_util.tree_leaves((self.approx.vparams, self._opt_state))
-        saved = [arrays.get(f"leaf:{i}") for i in range(len(template))]
-        if any(s is None or np.shape(s) != np.shape(t) for s, t in zip(saved, template)) or f"leaf:{len(template)}" in arrays:
-            raise ValueError(f"resume: the checkpoint {path!r} does not match this fit's optimizer or approximation; "
-                             "resume with the same method, optimizer and options")
-        treedef = jax.tree_util.tree_structure((self.approx.vparams, self._opt_state))
-        self.approx.vparams, self._opt_state = jax.tree_util.tree_unflatten(
-            treedef, [jnp.asarray(s, dtype=jnp.asarray(t).dtype) for s, t in zip(saved, template)])
-        self._key = jnp.asarray(arrays["key"])
-        self.approx.hist = arrays["hist"]
-        self._steps = int(arrays["steps"])
+        leaves = [f"leaf:{i}" for i in range(len(template))]
+        with NpzReader(path, "resume: cannot read the checkpoint", "delete it or pass resume=False to start afresh") as f:
+            f.names(required=("meta", "key", "hist", "steps"), allowed=("meta", "key", "hist", "steps", "stream",
+                                                                        *leaves))
+            meta = f.read_json("meta", required=("method", "value_names"))
+            if meta.get("value_names") != self.approx.cm.value_names or meta.get("method") != type(self).__name__:
+                raise ValueError(f"resume: the checkpoint {path!r} is from a {meta.get('method')} fit of variables "
+                                 f"{meta.get('value_names')}, not this {type(self).__name__} fit of "
+                                 f"{self.approx.cm.value_names}; use another checkpoint path")
+            if meta.get("optimizer", self._optimizer_id) != self._optimizer_id:
+                raise ValueError(f"resume: the checkpoint {path!r} was written by a fit with another optimizer or "
+                                 "learning rate (or other obj_n_mc / total_grad_norm_constraint); resume with the "
+                                 "same options, or use another checkpoint path")
+            missing = [k for k in leaves if k not in f.headers]
+            if missing:
+                f.fail("it does not match this fit's optimizer or approximation "
+                       f"(no {missing[0]!r}); resume with the same method, optimizer and options")
+            for name, t in zip(leaves, template):
+                f.expect(name, "fiub", shape=np.shape(t))
+            f.expect("key", "u", shape=np.shape(self._key))
+            f.expect("steps", "iu", shape=())
+            steps = int(f.read("steps"))
+            if not 0 <= steps <= n:
+                f.fail(f"its step count {steps} is outside 0..{n} (the n of this fit)")
+            fresh = self._steps == 0 and len(self.approx.hist) == 0
+            f.expect("hist", "f", shape=(steps,) if fresh else None, ndim=1)
+            stream = 0
+            if "stream" in f.headers:
+                f.expect("stream", "iu", shape=())
+                stream = int(f.read("stream"))
+                if stream < 0:
+                    f.fail(f"its stream position {stream} is negative")
+            saved = [f.read(name, finite=True) for name in leaves]
+            treedef = jax.tree_util.tree_structure((self.approx.vparams, self._opt_state))
+            self.approx.vparams, self._opt_state = jax.tree_util.tree_unflatten(
+                treedef, [jnp.asarray(s, dtype=jnp.asarray(t).dtype) for s, t in zip(saved, template)])
+            self._key = jnp.asarray(f.read("key"), dtype=jnp.asarray(self._key).dtype)
+            self.approx.hist = f.read("hist", finite=False)
+        self._steps = steps
+        self._stream_start, self._feed = stream, None
         return self._steps
 
+    @engine.guarded
     def refine(self, n: int, progressbar: bool = True, callbacks=None) -> Approximation:
         """Continue the last fit for ``n`` more steps (same optimizer and its state)."""
         if self._runner is None:
@@ -212,29 +233,40 @@ class Inference:
         checkpoint = getattr(self, "_checkpoint", None)
         if checkpoint is not None:
             def save(params, opt_state, hist, i, key):
-                self._write_checkpoint(params, opt_state, key, hist, i + 1)
+                stream = self._feed.position if self._feed is not None else 0
+                self._write_checkpoint(params, opt_state, key, hist, i + 1, stream)
 
             cbs.append((checkpoint[1], save))
         feeding = self._feeding or Feeding(approx.cm)
         if self._feed is None:
-            self._feed = feeding.feed(self._key)
+            self._feed = feeding.feed(self._key, start=self._stream_start)
         if self._stop_rule is not None:  # a fresh plateau test for every fit/refine
             self._opt_state = (self._opt_state[0], self._stop_rule.init())
         params, opt_state, key = feeding.replicate((approx.vparams, self._opt_state, self._key))
-        result = engine.run(self._runner, engine.FitState(params, opt_state, key, self._steps), n, feeding.batch(),
-                            chunk_size=DEFAULT_CHUNK, callbacks=cbs, observers=observers,
-                            replay=self.replay_callbacks, progressbar=progressbar, history=approx.hist,
-                            desc=type(self).__name__, feed=self._feed)
+        try:
+            result = engine.run(self._runner, engine.FitState(params, opt_state, key, self._steps), n,
+                                feeding.batch(), chunk_size=DEFAULT_CHUNK, callbacks=cbs, observers=observers,
+                                replay=self.replay_callbacks, progressbar=progressbar, history=approx.hist,
+                                desc=type(self).__name__, feed=self._feed)
+        finally:
+            if self._feed is not None:  # no prefetch thread outlives the fit; refine restarts it where it was
+                self._stream_start = self._feed.position
+                self._feed.close()
+                self._feed = None
         state = result.state
         approx.vparams, self._opt_state, self._key = feeding.local((state.params, state.opt_state, state.key))
         approx.hist = np.concatenate([approx.hist, result.losses])
         self._steps = int(state.step)
         if checkpoint is not None and result.status != "nonfinite":
-            self._write_checkpoint(approx.vparams, self._opt_state, self._key, approx.hist, self._steps)
+            self._write_checkpoint(approx.vparams, self._opt_state, self._key, approx.hist, self._steps,
+                                   self._stream_start)
         if result.status == "nonfinite":
-            raise FloatingPointError(_nonfinite_message(approx, result, self._steps))
-        diagnostics.record_khat(approx, getattr(self, "_khat_draws", self.khat_draws),  # warns when > 0.7
-                                min_steps=diagnostics.KHAT_MIN_STEPS)
+            error = FloatingPointError(_nonfinite_message(approx, result, self._steps))
+            error.approx = approx  # the last finite approximation, with its history
+            raise error
+        if not engine.interrupted():  # after Ctrl-C, k-hat is skipped and the approximation kept
+            diagnostics.record_khat(approx, getattr(self, "_khat_draws", self.khat_draws),  # warns when > 0.7
+                                    min_steps=diagnostics.KHAT_MIN_STEPS)
         return approx
 
 
@@ -257,6 +289,9 @@ def _check_checkpoint(checkpoint, every, resume):
         raise TypeError(f"checkpoint must be a file path, got {checkpoint!r}")
     if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
         raise ValueError(f"checkpoint_every must be a positive number of steps, got {every!r}")
+    if os.path.isdir(os.fspath(checkpoint)):
+        raise IsADirectoryError(f"checkpoint: {os.fspath(checkpoint)!r} is a folder; give a file path such as "
+                                f"{os.path.join(os.fspath(checkpoint), 'fit.ckpt.npz')!r}")
     folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"checkpoint: the folder {folder!r} does not exist; create it first")
@@ -326,6 +361,8 @@ def _nonfinite_message(approx, result, steps) -> str:
                 names.append(rv.name if rv.value_name == rv.name else f"{rv.name} ({rv.value_name})")
     what = (f"the variational parameters of {', '.join(names)} became non-finite" if names
             else "the loss became non-finite")
+    if steps == 0:
+        what += _nonfinite_at_start(approx.cm)
     return (f"NaN occurred in optimization at step {steps}: {what}. The approximation keeps its last "
             f"finite state (after {steps} steps) and its history; try a smaller learning rate, "
             "total_grad_norm_constraint=..., or a better-scaled model.")
@@ -336,6 +373,22 @@ def kl_objective(approx, n_mc: int, beta: float = 1.0, stick_the_landing: bool =
     cm = approx.cm
     logp = cm.logp if beta == 1.0 else prior_tempered_logp(cm.logp_terms, [rv.name for rv in cm.free_rvs], beta)
     return kl_qp(approx.family, logp, n_mc=n_mc, beta=beta, stick_the_landing=stick_the_landing)
+
+
+def _nonfinite_at_start(cm) -> str:
+    """Which variables' log-densities are not finite at the initial point (a parameter out of its domain)."""
+    try:
+        terms = jax.jit(lambda flat: cm.logp_terms(flat))(cm.initial_point())  # traced: numpyro does not raise
+    except Exception:  # noqa: BLE001 - the message is a hint; the error itself is raised anyway
+        return ""
+    rvs = {rv.name: rv for rv in (*cm.free_rvs, *cm.observed_rvs)}
+    bad = [f"{name!r} ~ {rvs[name].spec.describe()}" if name in rvs else repr(name)
+           for name, v in terms.items() if not np.isfinite(np.asarray(v))]
+    if not bad:
+        return ""
+    return (f"; at the initial point the log-density of {', '.join(bad)} is not finite: a parameter is outside its "
+            "domain there (e.g. a negative sigma from an expression such as -HalfNormal(...)) or the data are "
+            "outside the support")
 
 
 class KLqp(Inference):
@@ -610,6 +663,7 @@ class UnknownMethodError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+@engine.guarded
 def fit(n: int = 10000, method="advi", model: Model | None = None, random_seed=None, start=None,
         start_sigma=None, inf_kwargs: dict | None = None, **kwargs) -> Approximation:
     """Fit an approximation with ``method`` ("advi", "fullrank_advi", ... or an Inference object)."""

@@ -159,7 +159,7 @@ def _with_learning_rate(name: str, rule: optax.GradientTransformation, learning_
     if callable(learning_rate):
         lr = optax.scale_by_learning_rate(learning_rate)
     else:
-        learning_rate = _checked_learning_rate(learning_rate)
+        learning_rate = _checked_learning_rate(learning_rate, name)
         lr = optax.scale_by_learning_rate(learning_rate)
 
     def init_fn(params):
@@ -177,13 +177,15 @@ class LearningRateError(ValueError, FloatingPointError):
     """A learning rate that is negative or not finite (a FloatingPointError too, where PyMC's fit would raise one)."""
 
 
-def _checked_learning_rate(learning_rate) -> float:
+def _checked_learning_rate(learning_rate, name: str = "the optimizer") -> float:
     try:
+        if isinstance(learning_rate, (str, bytes, bool)):
+            raise TypeError
         value = float(learning_rate)
     except (TypeError, ValueError):
-        raise TypeError(f"learning_rate must be a non-negative number or an optax schedule, got {learning_rate!r}") from None
+        raise TypeError(f"{name}: learning_rate must be a non-negative number or an optax schedule, got {learning_rate!r}") from None
     if not np.isfinite(value) or value < 0:
-        raise LearningRateError(f"learning_rate must be a finite number >= 0 (a negative one would climb the loss, a "
+        raise LearningRateError(f"{name}: learning_rate must be a finite number >= 0 (a negative one would climb the loss, a "
                                 f"NaN would make every step NaN), got {learning_rate!r}")
     return value
 

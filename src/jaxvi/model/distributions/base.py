@@ -14,13 +14,14 @@ an unnamed :class:`DistSpec` (for Mixture components and the like).
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as npd
 from numpyro.distributions import constraints
-from numpyro.distributions.distribution import validation_enabled
 
 from jaxvi.model.nodes import Apply, Constant, Evaluator, Node, _aval, ancestors, as_node
 from jaxvi.model.variables import DataNode, FreeRV, MinibatchNode, ObservedRV, RandomVariable
@@ -113,7 +114,7 @@ class DistSpec:
             batch = shape[: len(shape) - len(d.event_shape)]
             if tuple(d.batch_shape) != batch:
                 d = d.expand(batch)
-        return d
+        return without_validation(d)
 
     def _infer(self, shape):
         nodes = self.nodes()
@@ -169,6 +170,10 @@ class DistSpec:
         else:
             self.unconstrained_shape = self.shape
 
+    def check_observed(self, owner: str, obs: Node, model: Model) -> None:
+        """Observed data ``obs`` outside this distribution's support raise a ValueError naming ``owner``."""
+        _check_observed_support(owner, self, obs, model)
+
     def describe(self) -> str:
         def show(v):
             if isinstance(v, DistSpec):
@@ -221,8 +226,15 @@ class Distribution:
             raise TypeError(f"{owner}: {exc} (valid parameters of {cls.__name__}: {valid})") from None
         for pname, value in bound.arguments.items():
             check = cls.arg_checks.get(pname)
-            if check is None or value is None or isinstance(value, (Node, DistSpec)):
+            if check is None or value is None or isinstance(value, DistSpec):
                 continue
+            shown = repr(value)
+            if isinstance(value, Node):  # data, or an expression of constants and data: known now
+                node, value = value, _known_value(value)
+                if value is None:
+                    continue
+                named = sorted({a.name for a in ancestors([node]) if a.name})
+                shown = f"{value.tolist()!r} (the value of {node._label() if node.name else 'an expression of ' + ', '.join(repr(n) for n in named)})"
             try:  # checked in the working precision (float32 unless x64): 1e-50 is 0 there, 1e50 inf
                 arr = np.asarray(np.asarray(value, dtype=np.float64), dtype=jax.dtypes.canonicalize_dtype(np.float64))
                 arr = np.where(np.abs(arr) < np.finfo(arr.dtype).tiny, 0.0, arr).astype(arr.dtype)  # XLA flushes
@@ -236,7 +248,7 @@ class Distribution:
             except (TypeError, ValueError):  # e.g. a non-square matrix where a square one is needed
                 ok = False
             if not ok:
-                raise ValueError(f"{owner}: parameter {pname} must be {_describe(check)}, got {value!r}")
+                raise ValueError(f"{owner}: parameter {pname} must be {_describe(check)}, got {shown}")
         try:
             params = cls.parameterize(**bound.arguments)
         except (TypeError, ValueError) as exc:
@@ -267,6 +279,9 @@ class Distribution:
         obs_node = None
         if observed is not None:
             obs_node = _observed_node(model, full, observed)
+            if obs_node.size == 0:
+                raise ValueError(f"{owner}: the observed data are empty (shape {obs_node.shape}); a likelihood "
+                                 "without data would fit the prior only: pass the data")
             shape = model.shape_from_dims(full, dims, shape=shape, data_shape=obs_node.shape)
             if shape is not None and tuple(shape) != tuple(obs_node.shape):
                 raise ValueError(f"{owner}: shape {tuple(shape)} does not match the observed data's shape {obs_node.shape}")
@@ -296,6 +311,20 @@ class Distribution:
         rv = ObservedRV(full, spec, model, obs_node, total_size=total_size, dims=dims)
         model._register(rv, "_observed", dims)
         return rv
+
+
+def _known_value(node: Node, max_size: int = 1 << 20):
+    """The value of ``node`` when the model is built (Data and constants only), else None."""
+    if node.size > max_size:
+        return None
+    leaves = ancestors([node])
+    if not all(isinstance(a, (Constant, DataNode)) or (a.inputs and not isinstance(a, (RandomVariable, MinibatchNode)))
+               for a in leaves):
+        return None
+    try:
+        return np.asarray(Evaluator(lambda n, _: n.get_value())(node))
+    except Exception:  # noqa: BLE001 - not evaluable now: checked by the fit instead
+        return None
 
 
 def _param_tree(v):
@@ -329,7 +358,14 @@ def _as_shape(shape, owner):
         raise TypeError(f"{owner}: shape must be an integer or a tuple of integers, got {shape!r}") from None
     if any(s < 0 for s in out):
         raise ValueError(f"{owner}: shape {out} has a negative dimension")
+    if math.prod(out) > MAX_ELEMENTS:
+        raise ValueError(f"{owner}: shape {out} has {math.prod(out):,d} elements ({4 * math.prod(out) / 1e12:,.1f} TB "
+                         f"in float32), more than the {MAX_ELEMENTS:,d} a variable may have; check the shape")
     return out
+
+
+#: Most elements of one variable (XLA indexes arrays with 32-bit integers).
+MAX_ELEMENTS = 2**31 - 1
 
 
 def _observed_node(model: Model, name: str, observed) -> Node:
@@ -388,6 +424,21 @@ def _warn_minibatch_without_total_size(owner, spec, obs: Node):
                       UserWarning, stacklevel=3)
 
 
+def without_validation(d, _depth: int = 0):
+    """``d`` (and the distributions inside it) with numpyro's argument/sample validation off.
+
+    The parameters and data were checked when the model was built; this is per instance, so numpyro's
+    process-wide ``enable_validation`` flag is neither read inside a fit nor ever changed by jaxvi.
+    """
+    if isinstance(d, npd.Distribution) and _depth < 8:
+        d._validate_args = False
+        for v in vars(d).values():
+            for x in v if isinstance(v, (list, tuple)) else (v,):
+                if isinstance(x, npd.Distribution):
+                    without_validation(x, _depth + 1)
+    return d
+
+
 def _outside_support(spec: DistSpec, value: np.ndarray, model: Model):
     """(number of entries of ``value`` outside the support, support name); None when the support is not
     known before the fit (it depends on free variables)."""
@@ -399,8 +450,7 @@ def _outside_support(spec: DistSpec, value: np.ndarray, model: Model):
     if support is None:
         store = model.root._data_store
         ev = Evaluator(lambda n, _: store[n.key] if isinstance(n, DataNode) else _placeholder(n))
-        with validation_enabled(False):  # the parameters were checked already
-            support = spec.build(ev, shape=value.shape).support
+        support = spec.build(ev, shape=value.shape).support
     inside = np.asarray(support(np.asarray(value)))
     return int(inside.size - inside.sum()), _describe(support)
 
