@@ -312,13 +312,15 @@ def test_chunks_stay_short_when_steps_are_slow():
 
     seconds = []
 
-    def runner(params, opt_state, key, t0, m, batch):
+    def runner(state, m, batch, record=False):
         t = time.perf_counter()
         time.sleep(0.004 * int(m))  # a slow step: 4 ms
         seconds.append(time.perf_counter() - t)
-        return params, opt_state, key, np.zeros(10_000), np.int32(m), np.bool_(True), np.zeros(1, bool)
+        return loop.ChunkResult(state._replace(step=state.step + m), np.zeros(10_000), np.int32(m), np.bool_(True),
+                                np.zeros(1, bool), None)
 
-    result = loop.run(runner, np.zeros(1), (), None, 300, None, chunk_size=10_000, progressbar=False)
+    result = loop.run(runner, loop.FitState(np.zeros(1), (), None, 0), 300, None, chunk_size=10_000,
+                      progressbar=False)
     assert result.status == "finished" and len(result.losses) == 300
     assert max(seconds) < 0.5, seconds
 
