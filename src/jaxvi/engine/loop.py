@@ -371,11 +371,7 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
     all_losses[:h] = history
     done = 0
     status, message, bad = "finished", "", None
-    bar = None
-    if progressbar:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, desc=desc, leave=True, dynamic_ncols=True, file=sys.stderr)
+    bar = None  # the progress bar starts after the first (compiling) chunk, so its rate counts only steps
     # Ctrl-C sets a flag read between chunks, so the state, the history and the step count stay
     # consistent; a callback raising KeyboardInterrupt is honoured the same way.
     guard = interrupt_guard()
@@ -416,8 +412,13 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
                 rate = k / max(time.perf_counter() - tc, 1e-6)  # included), at most 4x longer each time
                 budget = int(min(chunk_size, 4 * max(m, 1), max(1, rate * CHUNK_SECONDS)))
             done += k
-            if bar is not None:
+            if progressbar and bar is None:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=n, initial=done, desc=desc, leave=True, dynamic_ncols=True, file=sys.stderr)
+            elif bar is not None:
                 bar.update(k)
+            if bar is not None:
                 if done % 100 == 0 or not bool(out.ok) or done == n or k >= 100 or stopped is not None:
                     bar.set_postfix_str(f"Average Loss = {_average(all_losses[:h + done]):.5g}", refresh=False)
             if stopped is not None:
