@@ -27,6 +27,11 @@ def _parses(text: str) -> bool:
     return True
 
 
+def _without_magics(code: str) -> str:
+    """``code`` without IPython's ``%`` and ``!`` lines (which a notebook runs but Python does not parse)."""
+    return "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
 def markdown_cells(text: str) -> list[str]:
     return [m.group(1).rstrip() for m in re.finditer(r"```python\n(.*?)```", text, re.S)]
 
@@ -74,8 +79,9 @@ def seed_notebooks() -> dict[str, list[str]]:
             cells = rendered_cells(text)
         else:
             continue  # no code cells this reader can find (see README)
-        if cells and any("pm." in c for c in cells):
-            out[path.name] = [translate(c) for c in cells]
+        cells = [translate(c) for c in cells]
+        if cells and any("jv." in c for c in cells) and all(_parses(_without_magics(c)) for c in cells):
+            out[path.name] = cells  # (a seed whose code lost its indentation is no notebook to run)
     return out
 
 
@@ -89,7 +95,7 @@ def build(cells: list[str]):
     return nb
 
 
-def run(nb, timeout: int = 600, cwd: str | None = None) -> list[dict]:
+def run(nb, timeout: int = 1800, cwd: str | None = None) -> list[dict]:
     """Execute with nbclient, keeping going after errors; returns one record per failing cell."""
     from nbclient import NotebookClient
 
