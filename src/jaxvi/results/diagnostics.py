@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,9 @@ import numpy as np
 
 from jaxvi.vi.objectives import log_ratio
 
-__all__ = ["KHAT_DRAWS", "KHAT_THRESHOLD", "KhatWarning", "has_density", "log_importance_ratios", "psis",
+__all__ = ["KHAT_DRAWS", "KHAT_THRESHOLD", "FitWarning", "KhatWarning", "NotConvergedWarning", "MomentsWarning",
+           "CHECK_MIN_STEPS", "ConvergenceCheck", "MomentCheck", "convergence_check", "moment_check",
+           "convergence_message", "moments_message", "record_checks", "has_density", "log_importance_ratios", "psis",
            "elbo", "iw_elbo", "importance_resample", "approx_log_ratios", "psis_resample", "record_khat",
            "khat_message", "data_values", "draws_per_chunk", "khat_draws_for"]
 
@@ -49,8 +52,35 @@ KHAT_MIN_DRAWS = 200
 KHAT_MIN_STEPS = 1000
 
 
-class KhatWarning(UserWarning):
+#: Fits with fewer steps than this are too short to judge: the checks record nothing and never warn.
+CHECK_MIN_STEPS = KHAT_MIN_STEPS
+#: The -ELBO counts as still falling when the last tenth of the fit is this many standard errors
+#: below the tenth before it ...
+CONVERGENCE_Z = 4.0
+#: ... and by more than this many nats (a smaller gain changes no posterior summary that matters).
+CONVERGENCE_NATS = 0.1
+#: The reweighted moments are trusted below this k-hat only.
+MOMENTS_MAX_KHAT = 0.7
+#: A coordinate is flagged when q's mean is more than this many (reweighted) posterior sds off ...
+MOMENTS_MEAN_SHIFT = 0.15
+#: ... or q's sd over the reweighted sd falls outside this range.
+MOMENTS_SD_RATIO = (0.8, 1.25)
+
+
+class FitWarning(UserWarning):
+    """A fitted approximation may be wrong (the common class of jaxvi's post-fit checks)."""
+
+
+class KhatWarning(FitWarning):
     """The Pareto k-hat of the importance ratios p/q says the approximation is unreliable."""
+
+
+class NotConvergedWarning(FitWarning):
+    """The -ELBO was still falling at the end of the fit (``approx.diagnostics["converged"]``)."""
+
+
+class MomentsWarning(FitWarning):
+    """The PSIS-reweighted means or sds disagree with the approximation's own (``approx.diagnostics["moments"]``)."""
 
 
 def has_density(approx) -> bool:
@@ -213,7 +243,8 @@ def _user_stacklevel() -> int:
     return level
 
 
-def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: int = 0):
+def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: int = 0, checks: bool = True,
+                **check_options):
     """Compute k-hat for a fitted ``approx`` (if it has a density), store ``approx.khat`` /
     ``approx.khat_draws`` and warn above ``KHAT_THRESHOLD``.  Returns k-hat or None.
 
@@ -239,6 +270,7 @@ def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: i
     if len(getattr(approx, "hist", ())) < min_steps:
         approx.khat_skipped = (f"a fit of {len(approx.hist)} steps is too short to judge (the automatic "
                                f"check needs at least {min_steps} steps)")
+        approx.diagnostics = {"skipped": approx.khat_skipped}
         return None
     values = data_values(approx.cm.data)
     n = khat_draws_for(values, draws)
@@ -248,10 +280,165 @@ def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: i
         return None
     draws = n
     key = jax.random.key(len(approx.hist))  # deterministic, and leaves approx's own sample stream alone
-    _, lr = approx_log_ratios(approx, draws, key)
-    _, khat = psis(lr)
+    z, lr = approx_log_ratios(approx, draws, key)
+    lw, khat = psis(lr)
     approx.khat, approx.khat_draws = khat, int(draws)
     if warn and khat > KHAT_THRESHOLD:
         warnings.warn(khat_message(khat, getattr(approx.family, "name", type(approx).__name__)), KhatWarning,
                       stacklevel=_user_stacklevel())
+    if checks:  # what k-hat misses: a loss still falling, reweighted moments off (``record_checks``)
+        record_checks(approx, z, lw, khat, warn, min_steps=min_steps, **check_options)
     return khat
+
+
+# -- the checks that catch what k-hat misses ---------------------------------------------------------
+#
+# ``approx.diagnostics`` is a dict, one entry per check, each a NamedTuple of figures:
+#   "khat"       the Pareto k-hat (also ``approx.khat``)
+#   "converged"  ConvergenceCheck: is the -ELBO still falling at the end of the fit?
+#   "moments"    MomentCheck: PSIS-reweighted means/sds against q's own (unconstrained space)
+#   "paths"      reserved for the mode search: agreement between its paths/restarts (not built yet);
+#                ``record_checks`` keeps entries it does not compute, so a mode search records it first.
+# Each check that fails warns with its own FitWarning subclass, naming the flat coordinates
+# (``beta[2]``, ``sd_log__``) and what to try.
+
+
+class ConvergenceCheck(NamedTuple):
+    """The -ELBO at the end of a fit: medians of its last five tenths (``window`` steps each)."""
+
+    converged: bool
+    steps: int  #: steps in the history judged
+    window: int  #: steps per tenth
+    drop: float  #: median of the second-to-last tenth minus that of the last (nats; > 0: still falling)
+    se: float  #: standard error of ``drop`` from the step-to-step noise
+    z: float  #: drop / se
+    threshold: float  #: the drop above which the fit counts as not converged: max(CONVERGENCE_NATS, CONVERGENCE_Z*se)
+    more_steps: int  #: extrapolated steps until the drop per tenth falls below ``threshold`` (0 when converged)
+
+
+class MomentCheck(NamedTuple):
+    """PSIS-reweighted moments of q's draws against their plain moments, per flat coordinate
+    (unconstrained space, where the normal families live)."""
+
+    ran: bool
+    reason: str  #: why it did not run ("" when it ran)
+    khat: float
+    labels: tuple  #: the coordinates' names (``beta[2]``)
+    mean_shift: np.ndarray  #: (q's mean - reweighted mean) / reweighted sd
+    sd_ratio: np.ndarray  #: q's sd / reweighted sd
+    flagged: tuple  #: labels of the coordinates outside the limits
+    ess: float  #: effective sample size of the smoothed weights
+
+
+def convergence_check(hist, nats: float = CONVERGENCE_NATS, z: float = CONVERGENCE_Z) -> ConvergenceCheck | None:
+    """Whether the -ELBO history ``hist`` has stopped falling (None: too short to judge, < 100 finite steps).
+
+    The last five tenths of the fit give medians m1..m5 (robust to the heavy-tailed loss estimates).
+    The fit is not converged when the last drop m4 - m5 exceeds both ``z`` standard errors (noise
+    from the step-to-step differences, by their MAD) and ``nats``.  Steps still needed are
+    extrapolated from a geometric decay fitted to the four drops (least squares on their logs) until
+    the drop per tenth falls below that threshold; when the drops do not shrink (or some are not
+    positive), the estimate is as many steps again as the fit has run.
+    """
+    h = np.asarray(hist, np.float64)
+    h = h[np.isfinite(h)]
+    n = h.size
+    w = n // 10
+    if w < 10:
+        return None
+    tail = h[-5 * w:]
+    m = np.median(tail.reshape(5, w), axis=1)
+    drops = m[:-1] - m[1:]
+    d = float(drops[-1])
+    diffs = np.diff(tail)
+    sd = 1.4826 * np.median(np.abs(diffs - np.median(diffs))) / np.sqrt(2.0)
+    se = float(np.sqrt(2.0) * 1.2533 * sd / np.sqrt(w))
+    thr = max(float(nats), z * se)
+    converged = bool(d <= thr)
+    more = 0
+    if not converged:
+        more = int(n)
+        if np.all(drops > 0):
+            slope, icept = np.polyfit(np.arange(4.0), np.log(drops), 1)
+            last = np.exp(icept + 3 * slope)  # the fitted last drop
+            if slope < 0 and last > thr:
+                more = int(w * np.ceil(np.log(thr / last) / slope))
+    return ConvergenceCheck(converged, int(n), int(w), d, se, d / se if se > 0 else float("inf"), float(thr), more)
+
+
+def moment_check(z, log_weights, khat: float, labels, mean_shift: float = MOMENTS_MEAN_SHIFT,
+                 sd_ratio=MOMENTS_SD_RATIO) -> MomentCheck:
+    """Compare the PSIS-reweighted mean and sd of each coordinate of the draws ``z`` (of q) with their
+    plain mean and sd; runs only when ``khat`` < ``MOMENTS_MAX_KHAT`` (else the weights are not trusted).
+
+    The reweighting moves q's draws towards the posterior; importance sampling from a too-narrow q
+    under-corrects (the tails it never draws stay unweighted), so a flagged sd ratio is if anything
+    an under-statement of the error.
+    """
+    labels = tuple(labels)
+    z = np.asarray(z, np.float64)
+    empty = np.full(z.shape[-1], np.nan)
+    if not np.isfinite(khat) or khat >= MOMENTS_MAX_KHAT:
+        why = f"k-hat {khat:.2f} >= {MOMENTS_MAX_KHAT}: the importance weights cannot be trusted"
+        return MomentCheck(False, why, float(khat), labels, empty, empty, (), float("nan"))
+    w = np.exp(np.asarray(log_weights, np.float64) - np.max(log_weights))
+    w = w / w.sum()
+    ess = float(1.0 / np.sum(w**2))
+    mean_q, sd_q = z.mean(axis=0), z.std(axis=0)
+    mean_w = w @ z
+    sd_w = np.sqrt(np.maximum(w @ (z - mean_w) ** 2, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = (mean_q - mean_w) / sd_w
+        ratio = sd_q / sd_w
+    lo, hi = sd_ratio
+    bad = (np.abs(shift) > mean_shift) | (ratio < lo) | (ratio > hi)
+    flagged = tuple(lab for lab, b in zip(labels, bad) if b)
+    return MomentCheck(True, "", float(khat), labels, shift, ratio, flagged, ess)
+
+
+def convergence_message(check: ConvergenceCheck, what: str) -> str:
+    return (f"The {what} fit has not converged: its -ELBO fell by {check.drop:.3g} nats over the last "
+            f"{check.window} of its {check.steps} steps ({check.z:.1f} standard errors). About "
+            f"{check.more_steps} more steps are likely needed: call inference.refine({check.more_steps}) "
+            "(or fit with a larger n or learning rate, or start='laplace'). See approx.diagnostics['converged'].")
+
+
+def moments_message(check: MomentCheck, what: str, limit: int = 8) -> str:
+    i = [check.labels.index(lab) for lab in check.flagged]
+    parts = [f"{check.labels[j]} (mean off by {check.mean_shift[j]:+.2f} sd, sd ratio {check.sd_ratio[j]:.2f})"
+             for j in i[:limit]]
+    more = f" and {len(i) - limit} more" if len(i) > limit else ""
+    return (f"The {what} approximation's moments disagree with its PSIS-reweighted ones (k-hat {check.khat:.2f}) "
+            f"for {', '.join(parts)}{more} (unconstrained space; q's sd over the reweighted sd below 1 means q "
+            "is too narrow, as mean-field is on correlated posteriors). Try a richer family "
+            "(method='fullrank_advi' or 'lowrank_advi', 'dadvi' for linear-response covariances), "
+            "approx.sample(..., importance_resample=True), or NUTS (jv.sample(init=approx)). "
+            "See approx.diagnostics['moments'].")
+
+
+def record_checks(approx, z, log_weights, khat: float, warn: bool = True, min_steps: int = CHECK_MIN_STEPS,
+                  convergence: bool = True) -> dict:
+    """Run the post-fit checks on ``approx`` (with draws ``z`` of q, their PSIS log weights and k-hat)
+    into ``approx.diagnostics`` and warn on each that fails.  Fits with fewer than ``min_steps`` steps
+    are not judged (``diagnostics["skipped"]`` says so); ``convergence=False`` leaves the loss check
+    out (methods whose optimizer reports its own convergence)."""
+    what = getattr(approx.family, "name", type(approx).__name__)
+    record = {k: v for k, v in (getattr(approx, "diagnostics", None) or {}).items()
+              if k not in ("khat", "converged", "moments", "skipped")}
+    record["khat"] = khat
+    steps = len(approx.hist)
+    if steps < min_steps:
+        record["skipped"] = f"a fit of {steps} steps is too short to judge (the checks need {min_steps})"
+        approx.diagnostics = record
+        return record
+    labels = approx.cm.layout.labels()
+    check = convergence_check(approx.hist) if convergence else None
+    if check is not None:
+        record["converged"] = check
+    record["moments"] = moments = moment_check(z, log_weights, khat, labels)
+    approx.diagnostics = record
+    if warn and check is not None and not check.converged:
+        warnings.warn(convergence_message(check, what), NotConvergedWarning, stacklevel=_user_stacklevel())
+    if warn and moments.flagged:
+        warnings.warn(moments_message(moments, what), MomentsWarning, stacklevel=_user_stacklevel())
+    return record

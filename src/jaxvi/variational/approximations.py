@@ -325,6 +325,8 @@ class Approximation:
     # -- diagnostics (jaxvi.diagnostics) ----------------------------------------------------------
     khat = None  #: Pareto k-hat of p/q computed after the last fit (None: not computed)
     khat_draws = 0  #: draws behind ``khat``
+    #: the post-fit checks' figures ("khat", "converged", "moments"; see ``jaxvi.diagnostics.record_checks``)
+    diagnostics: dict = {}
 
     def iw_elbo(self, draws: int = 1000, k: int | None = None, random_seed=None) -> float:
         """The importance-weighted ELBO from ``draws`` draws, ``k`` per bound (default all; k=1: the ELBO)."""

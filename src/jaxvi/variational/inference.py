@@ -51,6 +51,7 @@ class Inference:
     replay_callbacks = True
 
     default_obj_n_mc = 1  # draws per step of the objective when fit(obj_n_mc=None)
+    checks = True  # fit(checks=False): no convergence / reweighted-moment checks after the fit
 
     def __init__(self, approx: Approximation, random_seed=None):
         if not isinstance(approx, Approximation):
@@ -109,7 +110,7 @@ class Inference:
     def fit(self, n: int = 10000, callbacks=None, progressbar: bool = True, obj_optimizer=None,
             total_grad_norm_constraint=None, obj_n_mc: int | None = None, devices=None, mesh=None,
             stop_on_convergence=False, checkpoint=None, checkpoint_every: int = 1000, resume: bool = False,
-            khat=True, **kwargs) -> Approximation:
+            khat=True, checks: bool = True, **kwargs) -> Approximation:
         """Run ``n`` optimisation steps and return the approximation (also ``self.approx``).
 
         ``stop_on_convergence=True`` (or a dict of ``jv.callbacks.PlateauRule`` options: ``every``,
@@ -127,6 +128,9 @@ class Inference:
         ``khat=False`` turns the k-hat check after the fit off (``True``: the class default of
         ``khat_draws`` draws; an int: that many draws).  Fits shorter than
         ``jaxvi.diagnostics.KHAT_MIN_STEPS`` steps are never judged.
+        ``checks=False`` turns off the checks after the fit (and ``refine``) that catch what k-hat misses:
+        the -ELBO still falling, PSIS-reweighted moments off q's (``approx.diagnostics``; see
+        ``jaxvi.diagnostics.record_checks``); they use k-hat's draws, so ``khat=False`` turns them off too.
         """
         for k in kwargs:
             if k not in ("score", "tf_n_mc", "fn_kwargs", "more_updates", "more_obj_params", "more_tf_params",
@@ -134,6 +138,7 @@ class Inference:
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
         n = _check_n(n)
         self._khat_draws = _check_khat(khat, type(self).khat_draws)
+        self.checks = bool(checks)
         if obj_optimizer is None:  # after start="laplace": scaled by the start's sds (laplace.default_optimizer)
             from jaxvi.vi.starts import default_optimizer
 
@@ -266,7 +271,7 @@ class Inference:
             raise error
         if not engine.interrupted():  # after Ctrl-C, k-hat is skipped and the approximation kept
             diagnostics.record_khat(approx, getattr(self, "_khat_draws", self.khat_draws),  # warns when > 0.7
-                                    min_steps=diagnostics.KHAT_MIN_STEPS)
+                                    min_steps=diagnostics.KHAT_MIN_STEPS, checks=self.checks)
         return approx
 
 
