@@ -28,7 +28,7 @@ from jaxvi.variational import callbacks
 from jaxvi.variational.approximations import (Approximation, Empirical, FullRank, Group, LowRank, MeanField,
                                               NormalizingFlow, load, sample_approx)
 from jaxvi.variational.inference import (ADVI, ASVGD, NFVI, SVGD, FullRankADVI, ImplicitGradient, Inference, KLqp,
-                                         LowRankADVI, Pathfinder, fit)
+                                         LowRankADVI, Pathfinder, DADVI, fit)
 from jaxvi.variational.sampling import sample
 from jaxvi.faces import viz  # jv.viz.ManualVI; widgets imported on use
 from jaxvi.faces.graphviz import model_to_graphviz
@@ -39,7 +39,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "callbacks", "optimizers", "Approximation", "FullRank", "MeanField", "load", "sample_approx",
     "Empirical", "NormalizingFlow", "Group", "SVGD", "ASVGD", "NFVI", "ImplicitGradient",
-    "ADVI", "FullRankADVI", "Inference", "KLqp", "fit", "LowRank", "LowRankADVI", "Pathfinder", "diagnostics",
+    "ADVI", "FullRankADVI", "Inference", "KLqp", "fit", "LowRank", "LowRankADVI", "Pathfinder", "DADVI", "diagnostics",
     "sample", "draw", "logp", "sample_posterior_predictive", "sample_prior_predictive", "plot_compare", "plot_hist", "plot_tracker", "model_to_graphviz", "viz",
     "adadelta", "adagrad", "adagrad_window", "adam", "adamax", "apply_momentum", "apply_nesterov_momentum",
     "momentum", "nesterov_momentum", "norm_constraint", "polyak_averaging", "rmsprop", "sgd", "total_norm_constraint",

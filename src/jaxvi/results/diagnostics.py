@@ -145,15 +145,16 @@ def _psislw(log_ratios):
 def psis(log_ratios) -> tuple[np.ndarray, float]:
     """Pareto-smoothed, normalised log importance weights and the k-hat of the ratios (ArviZ's PSIS).
 
-    Non-finite log-ratios count as zero weight; when all ratios are equal (q is exact up to a
-    constant) the weights are uniform and k-hat is -inf; when none is finite k-hat is inf.
+    Non-finite log-ratios count as zero weight; when all ratios are equal up to rounding (spread
+    below 1e-4 nats or a 1e-6 fraction of their size: q is exact up to a constant) the weights are uniform and k-hat is -inf; when none is finite k-hat is inf.
     """
     lr = np.asarray(log_ratios, np.float64)
     finite = np.isfinite(lr)
     if not finite.any():
         return np.full(lr.shape, -np.log(lr.size)), float("inf")
     spread = np.ptp(lr[finite])
-    if spread <= 1e-12 * max(1.0, abs(lr[finite][0])):
+    # ratios equal to rounding (float32 log-densities of ~100 nats differ by ~1e-5): q exact up to a constant
+    if spread <= max(1e-4, 1e-6 * abs(lr[finite][0])):
         lw = np.where(finite, -np.log(finite.sum()), -np.inf)
         return lw, float("-inf")
     lr = np.where(finite, lr, -np.inf)

@@ -27,7 +27,7 @@ from jaxvi.results.inference_data import to_inference_data, values_fn
 from jaxvi.results import diagnostics
 from jaxvi.engine.checkpoint import NpzReader, encode_json, write_npz
 
-__all__ = ["Approximation", "MeanField", "FullRank", "LowRank", "Empirical", "NormalizingFlow", "PathfinderApproximation", "Group", "MeanFieldGroup", "FullRankGroup", "EmpiricalGroup", "GroupingError", "LiveValue", "load", "sample_approx"]
+__all__ = ["Approximation", "MeanField", "FullRank", "LowRank", "Empirical", "NormalizingFlow", "PathfinderApproximation", "DADVIMeanField", "DADVIFullRank", "Group", "MeanFieldGroup", "FullRankGroup", "EmpiricalGroup", "GroupingError", "LiveValue", "load", "sample_approx"]
 
 
 class LiveValue(np.ndarray):
@@ -413,6 +413,42 @@ class FullRank(Approximation):
     @property
     def L_chol(self) -> LiveValue:
         return LiveValue(self.family.L(self.vparams), lambda: self.family.L(self.vparams))
+
+
+class _LinearResponse:
+    """DADVI's approximations: ``cov`` and ``std`` are the linear-response (LRVB) ones when computed
+    (``lr_cov``); draws, ``logq`` and k-hat stay those of the fitted family ``q_std``/``q_cov``."""
+
+    lr_cov = None  #: the linear-response covariance (flat, unconstrained), None when not computed
+
+    @property
+    def q_cov(self) -> LiveValue:
+        return Approximation.cov.fget(self)
+
+    @property
+    def q_std(self) -> LiveValue:
+        return Approximation.std.fget(self)
+
+    @property
+    def cov(self) -> LiveValue:
+        if self.lr_cov is None:
+            return self.q_cov
+        return LiveValue(self.lr_cov, lambda: self.lr_cov)
+
+    @property
+    def std(self) -> LiveValue:
+        if self.lr_cov is None:
+            return self.q_std
+        sd = jnp.sqrt(jnp.diag(self.lr_cov))
+        return LiveValue(sd, lambda: sd)
+
+
+class DADVIMeanField(_LinearResponse, MeanField):
+    """Mean-field normal fitted by DADVI, with linear-response covariances."""
+
+
+class DADVIFullRank(_LinearResponse, FullRank):
+    """Full-rank normal fitted by DADVI, with linear-response covariances."""
 
 
 class LowRank(Approximation):

@@ -23,15 +23,16 @@ from jaxvi.engine.checkpoint import NpzReader, encode_json, fingerprint, write_n
 import warnings
 
 from jaxvi.model.config import prng_key
-from jaxvi.variational.approximations import (Approximation, Empirical, FullRank, LowRank, MeanField, NormalizingFlow,
-                                              PathfinderApproximation, _key)
+from jaxvi.variational.approximations import (Approximation, DADVIFullRank, DADVIMeanField, Empirical, FullRank,
+                                              LowRank, MeanField, NormalizingFlow, PathfinderApproximation, _key)
+from jaxvi.vi import dadvi as dadvi_numerics
 from jaxvi.vi.pathfinder import STATUS, single_path
 from jaxvi.model.context import Model, modelcontext
 from jaxvi.vi.objectives import kl_qp, prior_tempered_logp
 from jaxvi.vi.stein import get_estimator, get_kernel, implicit_objective
 from jaxvi.vi.optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
 
-__all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "fit", "pathfinder",
+__all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "DADVI", "fit", "pathfinder",
            "METHODS", "UnknownMethodError"]
 
 DEFAULT_CHUNK = 10000  # most steps per compiled call; the host shortens chunks to ~0.25 s of work
@@ -657,8 +658,75 @@ class Pathfinder(Inference):
         raise NotImplementedError("Pathfinder has no refine(): call fit() again (with more max_iters or paths)")
 
 
+class DADVI(Inference):
+    """Deterministic ADVI (Giordano, Ingram & Broderick 2024): ``n_draws`` (default 30) draws of noise
+    fixed once, the resulting deterministic -ELBO minimised by L-BFGS (no step size to tune), then the
+    linear-response covariances (``linear_response=True``).  ``full_rank=True`` fits a full-rank
+    normal instead of the mean-field one.  ``whiten=True`` (default) moment-matches the fixed draws
+    (sample mean 0, covariance I: exact on Gaussian posteriors, see ``jaxvi.vi.dadvi.fixed_draws``);
+    ``whiten=False`` uses plain draws as the paper and pymc-extras do.
+
+    ``fit(n)`` caps the L-BFGS iterations at min(n, max_iters).  The approximation's ``mean`` is q's,
+    its ``cov``/``std`` the linear-response ones (q's own: ``q_cov``/``q_std``); ``sample`` draws from
+    q.  ``approx.hist`` is the objective per iteration; ``n_grad_evals``, ``n_iter``, ``converged``
+    and ``hessian_pd`` describe the run.  After the fit: k-hat and the reweighted-moment check (the
+    loss check is left out: L-BFGS reports its own convergence, a warning when it did not converge).
+    """
+
+    def __init__(self, model: Model | None = None, random_seed=None, start=None, start_sigma=None,
+                 n_draws: int = dadvi_numerics.DEFAULT_DRAWS, full_rank: bool = False, max_iters: int = 1000,
+                 gtol: float = 1e-6, linear_response: bool = True, whiten: bool = True):
+        for name, v in dict(n_draws=n_draws, max_iters=max_iters).items():
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"DADVI: {name} must be a positive integer, got {v!r}")
+        if not np.isfinite(gtol) or gtol <= 0:
+            raise ValueError(f"DADVI: gtol must be a positive number, got {gtol!r}")
+        cls = DADVIFullRank if full_rank else DADVIMeanField
+        approx = cls(model=modelcontext(model, what="DADVI"), start=start, start_sigma=start_sigma,
+                     random_seed=random_seed)
+        super().__init__(approx, random_seed=random_seed)
+        self.n_draws, self.max_iters, self.gtol = int(n_draws), int(max_iters), float(gtol)
+        self.linear_response, self.whiten = bool(linear_response), bool(whiten)
+        self.n_grad_evals = 0
+
+    def fit(self, n: int | None = None, progressbar: bool = False, callbacks=None, checks: bool = True, **kwargs):
+        """Run L-BFGS on the fixed-draw objective (``n`` caps the iterations) and return the approximation."""
+        if kwargs:
+            raise TypeError(f"DADVI.fit(): unexpected keyword argument(s) {', '.join(kwargs)}; "
+                            "pass DADVI options via inf_kwargs")
+        iters = self.max_iters if n is None else min(_check_n(n), self.max_iters)
+        approx, cm = self.approx, self.approx.cm
+        self._key, k_draws = jax.random.split(self._key)
+        res = dadvi_numerics.dadvi(approx.family, lambda z: cm.logp(z, cm.data), approx.vparams, k_draws,
+                                   self.n_draws, max(iters, 1), self.gtol, self.linear_response, self.whiten)
+        if not np.isfinite(res.value):
+            raise FloatingPointError("DADVI: the fixed-draw -ELBO is not finite at the start or along the L-BFGS "
+                                     "path; check the model or pass start=")
+        approx.vparams = res.params
+        approx.hist = np.concatenate([approx.hist, np.asarray(res.hist, np.float64)])
+        approx.lr_cov = res.lr_cov
+        self.n_grad_evals = approx.n_grad_evals = res.n_grad_evals
+        approx.n_iter, approx.converged, approx.hessian_pd = res.n_iter, res.converged, res.hessian_pd
+        if self.linear_response and not res.hessian_pd:
+            approx.lr_cov = None
+            warnings.warn("DADVI: the objective's Hessian is not positive definite at the optimum, so there are no "
+                          "linear-response covariances (approx.cov is q's); the optimum may be a saddle or the "
+                          "posterior improper: try more draws (n_draws=) or another start", diagnostics.FitWarning,
+                          stacklevel=2)
+        if not res.converged:
+            warnings.warn(f"DADVI: L-BFGS stopped after {res.n_iter} iterations with relative gradient max-norm "
+                          f"{res.grad_norm:.2g} > gtol={self.gtol:g}; call fit() with a larger n or max_iters",
+                          diagnostics.NotConvergedWarning, stacklevel=2)
+        diagnostics.record_khat(approx, self.khat_draws, checks=checks, min_steps=0, convergence=False)
+        return approx
+
+    def refine(self, n: int, **kwargs):
+        raise NotImplementedError("DADVI has no refine(): its objective is deterministic; call fit() with more "
+                                  "max_iters (or n_draws=) instead")
+
+
 METHODS = {"advi": ADVI, "fullrank_advi": FullRankADVI, "lowrank_advi": LowRankADVI,
-           "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI, "pathfinder": Pathfinder}
+           "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI, "pathfinder": Pathfinder, "dadvi": DADVI}
 
 
 class UnknownMethodError(KeyError, ValueError):
