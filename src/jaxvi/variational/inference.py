@@ -689,8 +689,10 @@ class DADVI(Inference):
         self.linear_response, self.whiten = bool(linear_response), bool(whiten)
         self.n_grad_evals = 0
 
-    def fit(self, n: int | None = None, progressbar: bool = False, callbacks=None, checks: bool = True, **kwargs):
-        """Run L-BFGS on the fixed-draw objective (``n`` caps the iterations) and return the approximation."""
+    def fit(self, n: int | None = None, progressbar: bool = False, callbacks=None, khat=True, checks: bool = True,
+            **kwargs):
+        """Run L-BFGS on the fixed-draw objective (``n`` caps the iterations) and return the approximation;
+        ``khat``/``checks`` as in ``Inference.fit``."""
         if kwargs:
             raise TypeError(f"DADVI.fit(): unexpected keyword argument(s) {', '.join(kwargs)}; "
                             "pass DADVI options via inf_kwargs")
@@ -717,7 +719,8 @@ class DADVI(Inference):
             warnings.warn(f"DADVI: L-BFGS stopped after {res.n_iter} iterations with relative gradient max-norm "
                           f"{res.grad_norm:.2g} > gtol={self.gtol:g}; call fit() with a larger n or max_iters",
                           diagnostics.NotConvergedWarning, stacklevel=2)
-        diagnostics.record_khat(approx, self.khat_draws, checks=checks, min_steps=0, convergence=False)
+        diagnostics.record_khat(approx, _check_khat(khat, self.khat_draws), checks=checks, min_steps=0,
+                                convergence=False)
         return approx
 
     def refine(self, n: int, **kwargs):
