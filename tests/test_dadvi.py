@@ -54,7 +54,7 @@ def logistic():
 
 
 def test_whitened_fixed_draws_match_the_first_two_moments():
-    eps = numerics.fixed_draws(jax.random.key(0), 30, 3, jnp.float64)
+    eps = numerics.fixed_draws(jax.random.key(0), 30, 3, jnp.float32)
     np.testing.assert_allclose(eps.mean(0), 0, atol=1e-6)
     np.testing.assert_allclose(eps.T @ eps / 30, np.eye(3), atol=1e-5)
     few = numerics.fixed_draws(jax.random.key(0), 5, 8, jnp.float32)  # M <= d: centred, unit variances

@@ -104,10 +104,12 @@ def test_slow_fit_is_not_converged_and_says_how_many_steps(gaussian_mean):
     # plain SGD: mu - mean shrinks by (1 - lr * 100) per step, the -ELBO's excess 50 (mu - mean)^2 by its
     # square: a time constant of 1 / (2 * lr * 100) = 1000 steps; sd starts at its optimum
     inference = jv.ADVI(model=m, random_seed=0, start_sigma={"mu": float(sd)})
-    with pytest.warns(diagnostics.NotConvergedWarning, match=r"not converged.*refine\((\d+)\)") as rec:
-        approx = inference.fit(2000, obj_optimizer=jv.sgd(5e-6), progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", diagnostics.KhatWarning)  # q is far off too (k-hat ~ 4.6)
+        with pytest.warns(diagnostics.NotConvergedWarning, match=r"not converged.*refine\((\d+)\)") as rec:
+            approx = inference.fit(2000, obj_optimizer=jv.sgd(5e-6), progressbar=False)
     c = approx.diagnostics["converged"]
-    excess = 0.5 * 100 * (approx.hist.size and (float(approx.mean[0]) - mean) ** 2)
+    excess = 0.5 * 100 * (float(approx.mean[0]) - mean) ** 2
     assert float(approx.mean[0]) - mean == pytest.approx(-mean * np.exp(-2000 * 5e-6 * 100), rel=0.05)
     # analytic drop over the last 200 steps and the steps until a drop per 200 steps below the threshold
     assert c.drop == pytest.approx(excess * (np.exp(200 / 1000) - 1) * np.exp(100 / 1000), rel=0.3)
@@ -115,6 +117,7 @@ def test_slow_fit_is_not_converged_and_says_how_many_steps(gaussian_mean):
     assert c.more_steps == pytest.approx(1000 * np.log(c.drop / c.threshold), abs=300)
     assert any(f"refine({c.more_steps})" in str(r.message) for r in rec)
     with warnings.catch_warnings():  # the switch
+        warnings.simplefilter("ignore", diagnostics.KhatWarning)
         warnings.simplefilter("error", diagnostics.NotConvergedWarning)
         jv.ADVI(model=m, random_seed=0, start_sigma={"mu": float(sd)}).fit(
             2000, obj_optimizer=jv.sgd(5e-6), progressbar=False, checks=False)

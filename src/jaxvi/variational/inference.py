@@ -699,8 +699,10 @@ class DADVI(Inference):
         iters = self.max_iters if n is None else min(_check_n(n), self.max_iters)
         approx, cm = self.approx, self.approx.cm
         self._key, k_draws = jax.random.split(self._key)
-        res = dadvi_numerics.dadvi(approx.family, lambda z: cm.logp(z, cm.data), approx.vparams, k_draws,
-                                   self.n_draws, max(iters, 1), self.gtol, self.linear_response, self.whiten)
+        options = (self.n_draws, max(iters, 1), self.gtol, self.linear_response, self.whiten)
+        run = cm.cached(("dadvi", approx.family, options),
+                        lambda: jax.jit(dadvi_numerics.make_dadvi(approx.family, cm.logp, *options)))
+        res = dadvi_numerics.finish(run(approx.vparams, k_draws, cm.data))
         if not np.isfinite(res.value):
             raise FloatingPointError("DADVI: the fixed-draw -ELBO is not finite at the start or along the L-BFGS "
                                      "path; check the model or pass start=")

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["DEFAULT_DRAWS", "DADVIResult", "fixed_draws", "dadvi_objective", "minimize_lbfgs", "lr_covariance",
-           "dadvi"]
+__all__ = ["DEFAULT_DRAWS", "DADVIResult", "LBFGSResult", "fixed_draws", "dadvi_objective", "minimize_lbfgs",
+           "lr_covariance", "make_dadvi", "dadvi", "finish"]
 
 #: Fixed draws M (the paper's and pymc-extras' default).
 DEFAULT_DRAWS = 30
@@ -66,7 +66,7 @@ def fixed_draws(key, n_draws: int, dim: int, dtype=jnp.float32, whiten: bool = T
     -ELBO up to a constant, so DADVI's optimum and linear-response covariance are exact there;
     plain draws (the paper's) leave an O(1/sqrt(M)) error in the means.
     """
-    eps = jax.random.normal(key, (int(n_draws), int(dim)), jnp.float64 if dtype == jnp.float64 else jnp.float32)
+    eps = jax.random.normal(key, (int(n_draws), int(dim)), dtype)
     if whiten and n_draws > 1:
         eps = eps - eps.mean(axis=0)
         if n_draws > dim:
@@ -74,7 +74,7 @@ def fixed_draws(key, n_draws: int, dim: int, dtype=jnp.float32, whiten: bool = T
             eps = jax.scipy.linalg.solve_triangular(chol, eps.T, lower=True).T
         else:
             eps = eps / jnp.sqrt(jnp.mean(eps**2, axis=0))
-    return eps.astype(dtype)
+    return eps
 
 
 def dadvi_objective(family, logp: Callable, eps) -> Callable:
@@ -139,22 +139,42 @@ def lr_covariance(f: Callable, mean_of: Callable, x):
     return 0.5 * (cov + cov.T), pd
 
 
+def make_dadvi(family, logp: Callable, n_draws: int = DEFAULT_DRAWS, max_iters: int = 1000, gtol: float = 1e-6,
+               linear_response: bool = True, whiten: bool = True) -> Callable:
+    """A jittable ``run(params0, key, batch) -> DADVIResult`` fitting ``family`` by DADVI to
+    ``logp(z, batch)``: ``n_draws`` fixed draws from ``key`` (``fixed_draws``), L-BFGS to the optimum of
+    the deterministic -ELBO, then (``linear_response``) the LRVB covariance (None otherwise)."""
+
+    def run(params0, key, batch):
+        flat0, unravel = ravel_pytree(params0)
+        eps = fixed_draws(key, n_draws, family.noise_dim(params0), flat0.dtype, whiten)
+        objective = dadvi_objective(family, lambda z: logp(z, batch), eps)
+
+        def f(x):
+            return objective(unravel(x))
+
+        res = minimize_lbfgs(f, flat0, int(max_iters), float(gtol))
+        cov = pd = None
+        if linear_response:
+            cov, pd = lr_covariance(f, lambda x: family.mean(unravel(x)), res.x)
+        return DADVIResult(unravel(res.x), res.value, res.hist, res.n_iter, res.n_grad_evals, res.grad_norm,
+                           res.n_iter < max_iters, cov, pd)
+
+    return run
+
+
 def dadvi(family, logp: Callable, params0, key, n_draws: int = DEFAULT_DRAWS, max_iters: int = 1000,
-          gtol: float = 1e-6, linear_response: bool = True, whiten: bool = True) -> DADVIResult:
-    """Fit ``family`` from ``params0`` by DADVI: ``n_draws`` fixed draws from ``key`` (``fixed_draws``),
-    L-BFGS to the optimum of the deterministic -ELBO, then (``linear_response``) the LRVB covariance."""
-    flat0, unravel = ravel_pytree(params0)
-    eps = fixed_draws(key, n_draws, family.noise_dim(params0), flat0.dtype, whiten)
-    objective = dadvi_objective(family, logp, eps)
+          gtol: float = 1e-6, linear_response: bool = True, whiten: bool = True, batch=None) -> DADVIResult:
+    """``make_dadvi`` compiled and run once, with host numbers (``hist`` cut to the iterations run);
+    ``logp(z)`` when ``batch`` is None, else ``logp(z, batch)``."""
+    lp = (lambda z, _: logp(z)) if batch is None else logp
+    run = jax.jit(make_dadvi(family, lp, n_draws, max_iters, gtol, linear_response, whiten))
+    return finish(run(params0, key, batch))
 
-    def f(x):
-        return objective(unravel(x))
 
-    res = jax.jit(minimize_lbfgs, static_argnums=(0, 2, 3))(f, flat0, int(max_iters), float(gtol))
-    cov, pd = (None, None)
-    if linear_response:
-        cov, pd = jax.jit(lr_covariance, static_argnums=(0, 1))(f, lambda x: family.mean(unravel(x)), res.x)
-        pd = bool(pd)
+def finish(res: DADVIResult) -> DADVIResult:
+    """A ``DADVIResult`` from the device with host numbers and ``hist`` cut to the iterations run."""
     n = int(res.n_iter)
-    return DADVIResult(unravel(res.x), float(res.value), res.hist[:n], n, int(res.n_grad_evals),
-                       float(res.grad_norm), bool(n < max_iters), cov, pd)
+    return res._replace(value=float(res.value), hist=res.hist[:n], n_iter=n, n_grad_evals=int(res.n_grad_evals),
+                        grad_norm=float(res.grad_norm), converged=bool(res.converged),
+                        hessian_pd=None if res.hessian_pd is None else bool(res.hessian_pd))
