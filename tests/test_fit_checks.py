@@ -95,7 +95,7 @@ def test_fullrank_on_the_same_normal_is_quiet(correlated):
                         obj_optimizer=jv.adam(0.02))
     d = approx.diagnostics
     assert d["converged"].converged and d["moments"].ran and d["moments"].flagged == ()
-    assert np.all(np.abs(d["moments"].sd_ratio - 1) < 0.15) and np.all(np.abs(d["moments"].mean_shift) < 0.15)
+    assert np.all(np.abs(d["moments"].sd_ratio - 1) < 0.15) and np.all(np.abs(d["moments"].mean_shift) < 0.2)
     np.testing.assert_allclose(approx.cov, COV, atol=0.15)
 
 

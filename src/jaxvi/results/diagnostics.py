@@ -62,7 +62,7 @@ CONVERGENCE_NATS = 0.1
 #: The reweighted moments are trusted below this k-hat only.
 MOMENTS_MAX_KHAT = 0.7
 #: A coordinate is flagged when q's mean is more than this many (reweighted) posterior sds off ...
-MOMENTS_MEAN_SHIFT = 0.15
+MOMENTS_MEAN_SHIFT = 0.2
 #: ... or q's sd over the reweighted sd falls outside this range.
 MOMENTS_SD_RATIO = (0.8, 1.25)
 
