@@ -27,6 +27,9 @@ def _parses(text: str) -> bool:
     return True
 
 
+_BLOCK_OPENER = re.compile(r"^(with|for|while|if|elif|else|try|except|finally|def|class)\b.*:$")
+
+
 def _without_magics(code: str) -> str:
     """``code`` without IPython's ``%`` and ``!`` lines (which a notebook runs but Python does not parse)."""
     return "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
@@ -43,7 +46,9 @@ def rendered_cells(text: str) -> list[str]:
         code = [paragraphs[0]]
         for para in paragraphs[1:]:
             first = para.splitlines()[0] if para.strip() else ""
-            if first[:1] in (" ", "\t") or (_parses(para) and not first.lstrip().startswith("#")):
+            # a block opener (`with ...:`) whose indented body follows after a whitespace-only line
+            opener = bool(_BLOCK_OPENER.match(para.strip())) and "\n" not in para.strip()
+            if first[:1] in (" ", "\t") or opener or (_parses(para) and not first.lstrip().startswith("#")):
                 code.append(para)
             else:
                 break
