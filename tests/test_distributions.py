@@ -951,3 +951,9 @@ def test_logp_of_a_variable_or_dist_is_a_lazy_node():
                                st.gamma(2.0, scale=1 / 3.0).logpdf(0.7), rtol=1e-5)
     with pytest.raises(TypeError, match="random variable"):
         jv.logp(np.ones(3), 1.0)
+
+
+def test_distributions_namespace_as_pymcs():
+    """``jv.distributions.__all__`` lists the distributions, as ``pm.distributions.__all__`` (the intro tutorial)."""
+    assert {"Normal", "HalfNormal", "MvNormal", "Bernoulli", "Mixture"} <= set(jv.distributions.__all__)
+    assert jv.distributions.Normal is jv.Normal

@@ -13,6 +13,7 @@ from jaxvi.model.compiled import CompiledModel
 from jaxvi.model.context import Data, Deterministic, Minibatch, Model, Potential, modelcontext, set_data
 from jaxvi.model.distributions import *  # noqa: F401,F403
 from jaxvi.model.distributions import __all__ as _distributions
+from jaxvi.model import distributions  # jv.distributions.__all__, as pm.distributions
 from jaxvi.model.distributions.base import logp
 from jaxvi.model.nodes import Node, lift
 from jaxvi.vi import optimizers
@@ -44,6 +45,6 @@ __all__ = [
     "adadelta", "adagrad", "adagrad_window", "adam", "adamax", "apply_momentum", "apply_nesterov_momentum",
     "momentum", "nesterov_momentum", "norm_constraint", "polyak_averaging", "rmsprop", "sgd", "total_norm_constraint",
     "math", "enable_x64", "floatX", "enable_compilation_cache", "disable_compilation_cache", "compilation_cache_dir", "CompiledModel", "Node", "lift",
-    "Data", "Deterministic", "Minibatch", "data", "engine", "variational", "Model", "Potential", "modelcontext", "set_data",
+    "Data", "Deterministic", "Minibatch", "data", "distributions", "engine", "variational", "Model", "Potential", "modelcontext", "set_data",
     *_distributions,
 ]

@@ -48,7 +48,8 @@ def rendered_cells(text: str) -> list[str]:
             first = para.splitlines()[0] if para.strip() else ""
             # a block opener (`with ...:`) whose indented body follows after a whitespace-only line
             opener = bool(_BLOCK_OPENER.match(para.strip())) and "\n" not in para.strip()
-            if first[:1] in (" ", "\t") or opener or (_parses(para) and not first.lstrip().startswith("#")):
+            code_lines = [ln for ln in para.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+            if first[:1] in (" ", "\t") or opener or (_parses(para) and code_lines):  # (not a "## heading")
                 code.append(para)
             else:
                 break
