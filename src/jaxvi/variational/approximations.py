@@ -134,7 +134,7 @@ class Approximation:
         """Each group's own start (``Group(params=...)``, an empirical group's particles); sets ``group.group``."""
         cm, family, parts = self.cm, self.family, list(vparams["groups"])
         center = self._start_point(start)
-        key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 2)
+        key = self._derived_key(2)
         for gi, g in enumerate(self._groups):
             g.group = [cm.free_rvs[i].value_name for i in _owned(cm, family, gi)]
             own = g.start_params(cm, family.indices[gi], center, jax.random.fold_in(key, gi))
@@ -168,9 +168,13 @@ class Approximation:
         """PyMC's name for ``has_density``."""
         return self.has_density
 
+    def _derived_key(self, purpose: int):
+        """A key for one use at construction (1: particles, 2: group starts, 3: the start), from the sample key."""
+        return jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), purpose)
+
     def _start_point(self, start):
         """The start (``cm.start_point``); ``initval="prior"`` variables are drawn with the fit's seed."""
-        return self.cm.start_point(start, key=jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 3))
+        return self.cm.start_point(start, key=self._derived_key(3))
 
     def _init_params(self, start, start_sigma):
         if isinstance(start, str):  # "laplace" / "pathfinder": a fitted normal as the start (jaxvi.laplace)
@@ -505,7 +509,7 @@ class Empirical(Approximation):
                 particles = particles[-int(self._size):]
         else:
             center = self._start_point(start)
-            key = jax.random.fold_in(jax.random.wrap_key_data(jnp.asarray(self._sample_key)), 1)
+            key = self._derived_key(1)
             if self._init == "importance" and self._jitter > 0:
                 particles, ess, used = _importance_start(key, self.cm.logp, self.cm.data, center, self._jitter,
                                                          int(self._size))

@@ -156,11 +156,9 @@ class LearningRateState:
 
 def _with_learning_rate(name: str, rule: optax.GradientTransformation, learning_rate, **config) -> Optimizer:
     """``rule`` chained with ``optax.scale_by_learning_rate(learning_rate)``: a named PyMC optimizer."""
-    if callable(learning_rate):
-        lr = optax.scale_by_learning_rate(learning_rate)
-    else:
+    if not callable(learning_rate):
         learning_rate = _checked_learning_rate(learning_rate, name)
-        lr = optax.scale_by_learning_rate(learning_rate)
+    lr = optax.scale_by_learning_rate(learning_rate)
 
     def init_fn(params):
         return LearningRateState(rule.init(params), lr.init(params))
