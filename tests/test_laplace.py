@@ -93,7 +93,7 @@ def test_start_pathfinder_and_bad_values(regression, x64):
         approx = jv.FullRank(start="pathfinder", random_seed=0)
         np.testing.assert_allclose(approx.mean, mean, atol=0.05)
         assert approx.start_info["method"] == "pathfinder"
-        with pytest.raises(ValueError, match="start must be a dict of variable values or one of 'laplace'"):
+        with pytest.raises(ValueError, match="start must be a dict of variable values or one of 'auto', 'laplace'"):
             jv.FullRank(start="lapalce")
         with pytest.raises(ValueError, match="start_sigma must be None"):
             jv.MeanField(start="laplace", start_sigma={"a": 1.0})

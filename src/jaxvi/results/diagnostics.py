@@ -83,6 +83,10 @@ class MomentsWarning(FitWarning):
     """The PSIS-reweighted means or sds disagree with the approximation's own (``approx.diagnostics["moments"]``)."""
 
 
+class StartWarning(FitWarning):
+    """The mode search of a default start found several modes, or none (``approx.diagnostics["start"]``)."""
+
+
 def has_density(approx) -> bool:
     """Whether ``approx`` has a normalised density log q (particle approximations do not)."""
     return bool(approx.family.has_density)
@@ -443,3 +447,61 @@ def record_checks(approx, z, log_weights, khat: float, warn: bool = True, min_st
     if warn and moments.flagged:
         warnings.warn(moments_message(moments, what), MomentsWarning, stacklevel=_user_stacklevel())
     return record
+
+
+#: Mode-search paths whose last iterates lie within this many of the start's sds of its mean agree.
+START_AGREE_SDS = 2.0
+#: A converged path elsewhere whose normal's ELBO is within this many nats of the best's: a second mode
+#: holding similar mass (a single normal cannot represent both).
+START_SIMILAR_NATS = 2.0
+
+
+class StartCheck(NamedTuple):
+    """What the mode search of a default start found (``approx.diagnostics["start"]``)."""
+
+    paths: int
+    agreeing: int  # paths that ended at the chosen mode
+    local_modes: int  # converged paths elsewhere with a clearly lower ELBO (ignored: the best one is used)
+    other_modes: tuple  # labels of coordinates where a converged path of similar ELBO ended elsewhere
+    elbo_gap: float  # ELBO of the best normal minus that of the best other mode (inf: none)
+    fallback: bool  # no mode found: the best path normal's mean with unit sds
+
+
+def start_check(info: dict, paths: dict | None, labels) -> StartCheck:
+    """Read the per-path figures of ``jaxvi.vi.starts.mode_search`` (pure, numpy)."""
+    if not paths:
+        return StartCheck(1, 1, 0, (), float("inf"), bool(info.get("fallback", False)))
+    elbos = np.asarray(paths["path_elbos"], np.float64)
+    offsets = np.asarray(paths["path_offsets"], np.float64)
+    converged = np.isin(np.asarray(paths["path_status"]), (1, 2)) & np.isfinite(elbos)
+    far = offsets.max(axis=1) > START_AGREE_SDS
+    agreeing = int((~far & np.isfinite(elbos)).sum())
+    best = float(np.max(elbos)) if np.isfinite(elbos).any() else -np.inf
+    elsewhere = converged & far
+    similar = elsewhere & (best - elbos < START_SIMILAR_NATS)
+    gap = float(best - elbos[elsewhere].max()) if elsewhere.any() else float("inf")
+    coords = np.flatnonzero((offsets[similar] > START_AGREE_SDS).any(axis=0)) if similar.any() else []
+    return StartCheck(int(elbos.size), agreeing, int((elsewhere & ~similar).sum()),
+                      tuple(labels[j] for j in coords), gap, bool(info.get("fallback", False)))
+
+
+def record_start(approx, warn: bool = True) -> StartCheck:
+    """Judge ``approx``'s mode-search start into ``approx.diagnostics["start"]``; warn on several modes or none."""
+    labels = approx.cm.layout.labels()
+    check = start_check(approx.start_info, getattr(approx, "start_paths", None), labels)
+    approx.diagnostics = {**(getattr(approx, "diagnostics", None) or {}), "start": check}
+    what = getattr(approx.family, "name", type(approx).__name__)
+    if warn and check.other_modes:
+        shown = ", ".join(check.other_modes[:8]) + (f" and {len(check.other_modes) - 8} more"
+                                                     if len(check.other_modes) > 8 else "")
+        warnings.warn(f"The {what} start's mode search found distinct modes of similar mass (ELBOs within "
+                      f"{check.elbo_gap:.2g} nats): paths ended far apart in {shown}. A single {what} normal covers "
+                      "one of them; try method='svgd' or a flow (method='nfvi'), or NUTS (jv.sample). "
+                      "See approx.diagnostics['start'].", StartWarning, stacklevel=_user_stacklevel())
+    if warn and check.fallback:
+        warnings.warn(f"The {what} start's mode search found no mode (the log density rises without bound along "
+                      "every path, as in the neck of a funnel: a centred hierarchical model?); the fit starts from "
+                      "the best path normal's mean with unit sds instead. Gaussian families under-state such "
+                      "posteriors; a non-centred parameterisation or NUTS (jv.sample) is safer. "
+                      "See approx.diagnostics['start'].", StartWarning, stacklevel=_user_stacklevel())
+    return check

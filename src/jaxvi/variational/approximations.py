@@ -100,6 +100,11 @@ def _key(seed):
     return jax.random.key_data(prng_key(seed))
 
 
+#: The families ``start=None`` with no optimizer starts at a mode search (``Approximation.auto_start``).
+AUTO_START_FAMILIES = ("mean_field", "full_rank", "low_rank", "normalizing_flow")
+AUTO_START_PATHS = 4
+
+
 class Approximation:
     """A variational approximation of a model's posterior in unconstrained space."""
 
@@ -176,12 +181,42 @@ class Approximation:
         """The start (``cm.start_point``); ``initval="prior"`` variables are drawn with the fit's seed."""
         return self.cm.start_point(start, key=self._derived_key(3))
 
+    #: ``start=None``: the start a fit chooses -- with no optimizer either, the mode search of ``auto_start``
+    #: (families that can start at a fitted normal only; else, and with an optimizer, PyMC's start)
+    start_pending = False
+
     def _init_params(self, start, start_sigma):
+        if start == "auto":
+            return self.auto_start(start_sigma=start_sigma)
         if isinstance(start, str):  # "laplace" / "pathfinder": a fitted normal as the start (jaxvi.laplace)
             from jaxvi.vi.starts import start_params
 
             return start_params(self, start, start_sigma)
+        self.start_pending = (start is None and start_sigma is None and type(self)._init_params is
+                              Approximation._init_params and self.family.name in AUTO_START_FAMILIES)
         return self.family.init(self._start_point(start), self._start_sigma(start_sigma))
+
+    def auto_start(self, num_paths: int = AUTO_START_PATHS, jitter: float = 2.0, start_sigma=None):
+        """Start at the mode search of ``jaxvi.vi.starts.mode_search`` (``start="auto"``) and return the parameters.
+
+        ``num_paths`` Pathfinder paths, the first from the initial point, the others from it plus
+        uniform(-jitter, jitter) noise in unconstrained space, run in float64.  Warns
+        (``jaxvi.diagnostics.StartWarning``) when paths end in distinct modes of similar mass, and when
+        no path found a mode (a funnel: the log density rises without bound) so the start fell back to
+        the best path normal's mean with unit sds.  The figures are in ``start_info`` / ``start_paths``.
+        """
+        from jaxvi.results.mcmc import checked_initial_points
+        from jaxvi.vi.starts import start_params
+
+        cm, key = self.cm, self._derived_key(4)
+        base = self._start_point(None)
+        noise = jax.random.uniform(key, (num_paths - 1, cm.size), cm.dtype, -jitter, jitter)
+        x0s = jnp.concatenate([base[None], base + noise])
+        x0s = checked_initial_points(cm, x0s, cm.data, jax.random.fold_in(key, 1), jitter, base, 20)
+        params = start_params(self, "auto", start_sigma, key=jax.random.fold_in(key, 2), x0s=x0s)
+        self.start_pending = False
+        diagnostics.record_start(self)
+        return params
 
     @property
     def has_density(self) -> bool:

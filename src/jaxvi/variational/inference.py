@@ -31,6 +31,7 @@ from jaxvi.model.context import Model, modelcontext
 from jaxvi.vi.objectives import kl_qp, prior_tempered_logp
 from jaxvi.vi.stein import get_estimator, get_kernel, implicit_objective
 from jaxvi.vi.optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
+from jaxvi.vi.starts import SCALED_FAMILIES, default_recipe
 
 __all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "DADVI", "fit", "pathfinder",
            "METHODS", "UnknownMethodError"]
@@ -140,12 +141,15 @@ class Inference:
         n = _check_n(n)
         self._khat_draws = _check_khat(khat, type(self).khat_draws)
         self.checks = bool(checks)
-        if obj_optimizer is None:  # after start="laplace": scaled by the start's sds (laplace.default_optimizer)
-            from jaxvi.vi.starts import default_optimizer
-
-            optimizer = default_optimizer(_DEFAULT_OPTIMIZER, self.approx)
+        recipe = None
+        if obj_optimizer is None:  # no optimizer: the default recipe after a fitted start, PyMC's otherwise
+            if self.approx.start_pending and self._steps == 0:  # neither start nor optimizer: the mode search
+                self.approx.vparams = self.approx.auto_start()
+            recipe = default_recipe(self.approx, n)
+            optimizer = _DEFAULT_OPTIMIZER if recipe is None else recipe
         else:
             optimizer = get_optimizer(obj_optimizer)
+        self._recipe = recipe is not None
         if obj_n_mc is not None and (isinstance(obj_n_mc, bool) or not isinstance(obj_n_mc, (int, np.integer))):
             raise TypeError(f"obj_n_mc must be a positive integer (draws per step), got {obj_n_mc!r}")
         n_mc = self.default_obj_n_mc if obj_n_mc is None else int(obj_n_mc)
@@ -405,17 +409,25 @@ class KLqp(Inference):
     lower-variance gradient of Roeder et al. (2017).
     """
 
-    def __init__(self, approx: Approximation, beta: float = 1.0, stick_the_landing: bool = False,
+    def __init__(self, approx: Approximation, beta: float = 1.0, stick_the_landing: bool | None = None,
                  random_seed=None):
         super().__init__(approx, random_seed=random_seed)
         self.beta = float(beta)
-        self.stick_the_landing = bool(stick_the_landing)
+        self.stick_the_landing = None if stick_the_landing is None else bool(stick_the_landing)
+
+    @property
+    def _stl(self) -> bool:
+        """Sticking the landing: as given, else on for normal families fitted with the default recipe (``fit``
+        sets ``_recipe``; a flow's log q at its own draws may need an inverse it lacks)."""
+        if self.stick_the_landing is not None:
+            return self.stick_the_landing
+        return getattr(self, "_recipe", False) and self.approx.family.name in SCALED_FAMILIES
 
     def _config(self):
-        return (*super()._config(), self.beta, self.stick_the_landing)
+        return (*super()._config(), self.beta, self._stl)
 
     def _objective(self, n_mc):
-        return kl_objective(self.approx, n_mc, self.beta, self.stick_the_landing)
+        return kl_objective(self.approx, n_mc, self.beta, self._stl)
 
 
 class ADVI(KLqp):
@@ -432,7 +444,7 @@ class ADVI(KLqp):
     approximation = MeanField
 
     def __init__(self, model: Model | None = None, random_seed=None, start=None, start_sigma=None,
-                 beta: float = 1.0, stick_the_landing: bool = False, **kwargs):
+                 beta: float = 1.0, stick_the_landing: bool | None = None, **kwargs):
         for k in kwargs:
             if k not in ("local_rv", "cost_part_grad_scale", "scale_cost_to_minibatch"):
                 raise TypeError(f"{type(self).__name__}: unexpected keyword argument {k!r}")
@@ -535,7 +547,7 @@ class NFVI(KLqp):
     """Normalizing-flow VI: KLqp over a ``NormalizingFlow`` (``flow="planar*4"``, "realnvp*4", ...)."""
 
     def __init__(self, flow: str = "planar", model: Model | None = None, random_seed=None, start=None,
-                 start_sigma=None, beta: float = 1.0, stick_the_landing: bool = False, **kwargs):
+                 start_sigma=None, beta: float = 1.0, stick_the_landing: bool | None = None, **kwargs):
         for k in kwargs:
             if k not in ("local_rv", "jitter"):
                 raise TypeError(f"NFVI: unexpected keyword argument {k!r}")
@@ -621,8 +633,10 @@ class Pathfinder(Inference):
             options["max_iters"] = min(int(n), options["max_iters"])
         self._key, k_start, k_run, k_resample = jax.random.split(self._key, 4)
         x0s = self._starts(k_start)
-        out = self._runner(options)(x0s, jax.random.split(k_run, self.num_paths), self.cm.data)
-        out = jax.tree_util.tree_map(np.asarray, out)
+        with jax.enable_x64(True):  # L-BFGS in float64 whatever the model's dtype (scoped, not JAX's global flag)
+            out = self._runner(options)(jnp.asarray(x0s, jnp.float64), jax.random.split(k_run, self.num_paths),
+                                        self.cm.data)
+            out = jax.tree_util.tree_map(np.asarray, out)
         best_elbo = out["best_elbo"]
         if not np.isfinite(best_elbo).any():
             raise FloatingPointError(
@@ -637,10 +651,10 @@ class Pathfinder(Inference):
         lr = out["log_ratios"].reshape(-1)
         lw, khat = diagnostics.psis(lr)
         if self.num_paths == 1:
-            params = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0]), out["params"])
+            params = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0], self.cm.dtype), out["params"])
             approx = PathfinderApproximation(model=self.model, params=params, random_seed=self._random_seed)
         else:
-            draws = out["draws"].reshape(-1, self.cm.size)
+            draws = out["draws"].reshape(-1, self.cm.size).astype(self.cm.dtype)
             if not self.importance:
                 lw = np.where(np.isfinite(lr), 0.0, -np.inf)
             chosen = np.asarray(diagnostics.importance_resample(k_resample, draws, lw, self.num_draws))

@@ -60,6 +60,7 @@ __all__ = [
     "get_optimizer",
     "with_grad_norm_clip",
     "polyak_averaging",
+    "ExponentialDecay",
     "OPTIMIZER_NAMES",
 ]
 
@@ -503,6 +504,29 @@ class PolyakAveragingState(NamedTuple):
     count: jax.Array  # int32: updates done
     average: Any  # running mean of the parameters after each update of the averaging window
     inner: Any  # the wrapped transformation's state
+
+
+@dataclasses.dataclass(frozen=True)
+class ExponentialDecay:
+    """The learning-rate schedule ``init * (final / init) ** min(count / steps, 1)`` (an optax schedule).
+
+    A frozen dataclass, so two equal schedules compare equal and optimizers built with them share one
+    compiled loop (an ``optax.exponential_decay`` closure counts by identity).
+    """
+
+    init: float
+    steps: int
+    final: float
+
+    def __post_init__(self):
+        if not (np.isfinite(self.init) and np.isfinite(self.final)) or self.init <= 0 or self.final <= 0:
+            raise LearningRateError(f"ExponentialDecay: init and final must be finite numbers > 0, got "
+                                    f"{self.init!r} and {self.final!r}")
+        _check_positive_int("steps", self.steps)
+
+    def __call__(self, count):
+        frac = jnp.minimum(jnp.asarray(count, jnp.float32) / self.steps, 1.0)
+        return self.init * (self.final / self.init) ** frac
 
 
 def polyak_averaging(tx, n_steps: int, tail: float = 0.5) -> optax.GradientTransformation:

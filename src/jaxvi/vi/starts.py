@@ -30,11 +30,11 @@ import numpy as np
 from jaxvi.model.transforms import PackedCholesky, softplus_inverse, tril_indices
 from jaxvi.vi.families import FullRankFamily, LowRankFamily, MeanFieldFamily
 
-__all__ = ["START_METHODS", "pathfinder_normal", "laplace_normal", "newton_mode", "gaussian_elbo",
-           "family_params", "start_params"]
+__all__ = ["START_METHODS", "pathfinder_normal", "laplace_normal", "newton_mode", "gaussian_elbo", "mode_search",
+           "family_params", "start_params", "DecaySchedule", "default_recipe"]
 
-#: The string values ``start=`` accepts.
-START_METHODS = ("laplace", "pathfinder")
+#: The string values ``start=`` accepts ("auto": the mode search a fit with no start and no optimizer uses).
+START_METHODS = ("auto", "laplace", "pathfinder")
 
 
 def pathfinder_normal(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, num_elbo_draws: int = 25):
@@ -114,18 +114,11 @@ def laplace_normal(logp, x0, key, *, max_iters: int = 1000, history_size: int = 
     k_path, k_elbo = jax.random.split(key)
     m_pf, cov_pf, info = pathfinder_normal(logp, x0, k_path, max_iters=max_iters, history_size=history_size)
     d = x0.shape[-1]
+    u = jax.random.normal(k_elbo, (num_elbo_draws, d), x0.dtype)
     # Newton from the last L-BFGS iterate (next to the mode when there is one; the best normal's mean can
     # sit where log p is not concave, and Newton needs a positive definite Hessian)
-    mode, prec, ok, steps, decrement = newton_mode(logp, info.pop("last"), max_steps=max_newton_steps)
-    eye = jnp.eye(d, dtype=x0.dtype)
-    cov_lap = jnp.linalg.inv(jnp.where(ok, prec, eye))
-    cov_lap = 0.5 * (cov_lap + cov_lap.T)
-    chol_lap = jnp.linalg.cholesky(cov_lap)
-    ok = ok & jnp.all(jnp.isfinite(chol_lap))
-    chol_pf = jnp.linalg.cholesky(cov_pf)
-    u = jax.random.normal(k_elbo, (num_elbo_draws, d), x0.dtype)
-    elbo_lap = jnp.where(ok, gaussian_elbo(logp, mode, jnp.where(ok, chol_lap, eye), u), -jnp.inf)
-    elbo_pf = gaussian_elbo(logp, m_pf, chol_pf, u)
+    mode, cov_lap, ok, steps, decrement, elbo_lap = _laplace_at(logp, info.pop("last"), u, max_newton_steps)
+    elbo_pf = gaussian_elbo(logp, m_pf, jnp.linalg.cholesky(cov_pf), u)
     # a mode (positive definite Hessian, Newton converged) gives the Laplace normal; no mode (a funnel's
     # neck, a boundary) or a non-finite ELBO there: Pathfinder's normal.  The ELBOs are not compared: the
     # exclusive KL prefers an under-dispersed normal, which is the worse start for ADVI
@@ -136,6 +129,71 @@ def laplace_normal(logp, x0, key, *, max_iters: int = 1000, history_size: int = 
     return mean, cov, {"n_grad_evals": n_grad, "pathfinder_iters": info["n_iters"], "newton_steps": steps,
                        "laplace": use_lap, "newton_decrement": decrement, "elbo_laplace": elbo_lap,
                        "elbo_pathfinder": elbo_pf}
+
+
+def _laplace_at(logp, x, u, max_newton_steps):
+    """(mode, cov, ok, steps, decrement, elbo) of the Laplace normal after Newton from ``x``."""
+    d = x.shape[-1]
+    mode, prec, ok, steps, decrement = newton_mode(logp, x, max_steps=max_newton_steps)
+    eye = jnp.eye(d, dtype=x.dtype)
+    cov = jnp.linalg.inv(jnp.where(ok, prec, eye))
+    cov = 0.5 * (cov + cov.T)
+    chol = jnp.linalg.cholesky(cov)
+    ok = ok & jnp.all(jnp.isfinite(chol))
+    elbo = jnp.where(ok, gaussian_elbo(logp, mode, jnp.where(ok, chol, eye), u), -jnp.inf)
+    return mode, cov, ok, steps, decrement, elbo
+
+
+#: A path "agrees" with the chosen normal when its last iterate is within this many of the chosen sds.
+AGREE_SDS = 2.0
+#: Two modes whose normals' ELBOs differ by less than this (nats) hold similar mass: a warning.
+SIMILAR_ELBO = 2.0
+
+
+def mode_search(logp, x0s, key, *, max_iters: int = 1000, history_size: int = 6, num_elbo_draws: int = 25,
+                elbo_draws: int = 64, max_newton_steps: int = 20, laplace_slack: float = 2.0):
+    """A robust Gaussian start (pure; jit-able): Pathfinder paths from each row of ``x0s``, compared.
+
+    Every path (L-BFGS from one dispersed start, its best normal by ELBO) is scored again with the same
+    ``elbo_draws`` common draws; Newton with the exact Hessian runs from the last iterate of the best path.
+    The Laplace normal N(mode, H^-1) is used when Newton reached a mode with a positive definite Hessian
+    and its ELBO is within ``laplace_slack`` nats of the best path normal's (a "mode" deep in a funnel's
+    neck fails that test); else the best path's normal -- with unit sds when no path converged either
+    (``info["fallback"]``: no mode, as in a funnel).  Returns (mean, cov, info): ``info`` has each
+    path's ELBO, status and the distance of its last iterate
+    from the best path's (per coordinate, in the chosen sds: ``path_offsets``), so the caller can tell
+    agreeing paths from other modes.
+    """
+    from jaxvi.vi.pathfinder import BFGSNormalFamily, single_path
+
+    n_paths, d = x0s.shape
+    k_paths, k_elbo = jax.random.split(key)
+    out = jax.vmap(lambda x0, k: single_path(logp, x0, k, max_iters=max_iters, history_size=history_size,
+                                             num_elbo_draws=num_elbo_draws, num_draws=1))(
+        x0s, jax.random.split(k_paths, n_paths))
+    means = out["params"]["mu"]
+    covs = jax.vmap(BFGSNormalFamily.cov)(out["params"])
+    chols = jnp.linalg.cholesky(covs)
+    u = jax.random.normal(k_elbo, (elbo_draws, d), x0s.dtype)
+    finite = jnp.all(jnp.isfinite(chols), axis=(-2, -1)) & jnp.all(jnp.isfinite(means), axis=-1)
+    safe_chol = jnp.where(finite[:, None, None], chols, jnp.eye(d, dtype=x0s.dtype))
+    elbos = jax.vmap(lambda m, L: gaussian_elbo(logp, m, L, u))(jnp.where(finite[:, None], means, 0.0), safe_chol)
+    elbos = jnp.where(finite, elbos, -jnp.inf)
+    best = jnp.argmax(elbos)
+    mode, cov_lap, ok, steps, decrement, elbo_lap = _laplace_at(logp, out["x"][best], u, max_newton_steps)
+    use_lap = ok & (decrement < 1e-6) & jnp.isfinite(elbo_lap) & (elbo_lap >= elbos[best] - laplace_slack)
+    # no mode at all (no Laplace normal and no path converged: a funnel, whose log density rises without
+    # bound into its neck, where the path normals collapse): the best path normal's mean with unit sds
+    fallback = ~use_lap & ~jnp.any((out["status"] == 1) | (out["status"] == 2))
+    mean = jnp.where(use_lap, mode, means[best])
+    cov = jnp.where(use_lap, cov_lap, jnp.where(fallback, jnp.eye(d, dtype=x0s.dtype), covs[best]))
+    sd = jnp.sqrt(jnp.diagonal(jnp.where(fallback, covs[best], cov)))
+    offsets = jnp.abs(out["x"] - out["x"][best]) / sd  # where each path ended, from the best path's end
+    n_grad = jnp.sum(out["n_grad_evals"]) + (steps + 1) * (d + 2) + elbo_draws * (n_paths + 1)
+    return mean, cov, {"n_grad_evals": n_grad, "laplace": use_lap, "fallback": fallback, "newton_steps": steps,
+                       "newton_decrement": decrement, "elbo": jnp.where(use_lap, elbo_lap, elbos[best]),
+                       "elbo_laplace": elbo_lap, "best_path": best, "path_elbos": elbos,
+                       "path_status": out["status"], "path_iters": out["n_iters"], "path_offsets": offsets}
 
 
 def family_params(family, mean, cov):
@@ -162,10 +220,13 @@ def family_params(family, mean, cov):
     return family.init(mean, sigma)
 
 
-def start_params(approx, start: str, start_sigma=None, key=None):
+def start_params(approx, start: str, start_sigma=None, key=None, x0s=None):
     """Initial variational parameters of ``approx`` (an Approximation) from ``start`` in START_METHODS.
 
-    Records ``approx.start_info`` (gradient evaluations, which normal was used).
+    ``start="auto"`` runs :func:`mode_search` from the rows of ``x0s`` (dispersed starting points), in
+    float64 whatever the model's precision (inside ``jax.enable_x64``: JAX's global setting is untouched),
+    and returns the parameters in the model's dtype.  Records ``approx.start_info``: gradient
+    evaluations, which normal was used, and for "auto" the per-path arrays (``approx.start_paths``).
     """
     if start not in START_METHODS:
         raise ValueError(f"start must be a dict of variable values or one of {', '.join(map(repr, START_METHODS))}, "
@@ -177,15 +238,26 @@ def start_params(approx, start: str, start_sigma=None, key=None):
         from jaxvi.model.config import prng_key
 
         key = jax.random.fold_in(prng_key(approx._random_seed if approx._random_seed is not None else 0), 7)
-    fn = laplace_normal if start == "laplace" else pathfinder_normal
-    normal = cm.cached(("start", start), lambda: jax.jit(lambda x0, k, batch: fn(lambda z: cm.logp(z, batch), x0, k)))
-    mean, cov, info = normal(cm.initial_point(), key, cm.data)
-    if not (np.all(np.isfinite(np.asarray(mean))) and np.all(np.isfinite(np.asarray(cov)))):
-        raise FloatingPointError(f"start={start!r}: the {start} normal is not finite (the log density is not "
-                                 "finite along the L-BFGS path from the initial point); pass a start dict instead")
-    approx.start_info = {k: np.asarray(v).item() for k, v in info.items() if np.ndim(v) == 0}
+    x0s = cm.initial_point()[None] if x0s is None else x0s
+    with jax.enable_x64(True):  # scoped: the model is evaluated in float64 here only, whatever its own dtype
+        if start == "auto":
+            search = cm.cached(("start", "auto"), lambda: jax.jit(
+                lambda x0s, k, batch: mode_search(lambda z: cm.logp(z, batch), x0s, k)))
+        else:
+            fn = laplace_normal if start == "laplace" else pathfinder_normal
+            search = cm.cached(("start", start), lambda: jax.jit(
+                lambda x0s, k, batch: fn(lambda z: cm.logp(z, batch), x0s[0], k)))
+        mean, cov, info = jax.tree_util.tree_map(np.asarray, search(jnp.asarray(x0s, jnp.float64), key, cm.data))
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+            raise FloatingPointError(f"start={start!r}: the {start} normal is not finite (the log density is not "
+                                     "finite along the L-BFGS paths from the starting points); pass a start dict instead")
+        # the family's parameters from the float64 normal (a float32 Cholesky of a badly scaled one can fail)
+        params = family_params(approx.family, jnp.asarray(mean), jnp.asarray(cov))
+    approx.start_info = {k: v.item() for k, v in info.items() if np.ndim(v) == 0}
     approx.start_info["method"] = start
-    return family_params(approx.family, mean, cov)
+    approx.start_paths = {k: v for k, v in info.items() if np.ndim(v) > 0} or None
+    return jax.tree_util.tree_map(
+        lambda v: jnp.asarray(v, cm.dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v, params)
 
 
 def parameter_scales(family, params):
@@ -239,11 +311,24 @@ def scaled_optimizer(optimizer, approx):
 #: The families whose parameters ``parameter_scales`` knows how to scale.
 SCALED_FAMILIES = ("mean_field", "full_rank", "low_rank")
 
+#: The default recipe's Adam learning rate: from LR_INIT, decaying exponentially to LR_FINAL at the fit's end
+#: (in units of the start's sds for the normal families), and the averaged tail of the iterates.
+LR_INIT, LR_FINAL, AVERAGE_TAIL = 0.02, 2e-4, 0.2
 
-def default_optimizer(optimizer, approx):
-    """What ``fit`` uses when no optimizer is given: ``optimizer`` scaled by ``scaled_optimizer`` when
-    ``approx`` of a normal family starts at a fitted normal (``start="laplace"``/``"pathfinder"``), whose
-    small-scale coordinates unscaled steps would shake off the start; ``optimizer`` itself otherwise."""
-    if getattr(approx, "start_info", None) and approx.family.name in SCALED_FAMILIES:
-        return scaled_optimizer(optimizer, approx)
-    return optimizer
+
+def default_recipe(approx, n: int):
+    """What ``fit`` uses when no optimizer is given, after a fitted start (``start="auto"``, the start of a
+    fit with neither start nor optimizer, or ``"laplace"``/``"pathfinder"``): Adam with a learning rate
+    decaying over the fit's ``n`` steps, its updates scaled by the start's sds for the normal families
+    (``scaled_optimizer``), and the iterates averaged over the last ``AVERAGE_TAIL`` of the steps
+    (``polyak_averaging``).  Returns None when ``approx`` has no fitted start: the caller uses PyMC's
+    default (``adagrad_window``) then.
+    """
+    from jaxvi.vi.optimizers import ExponentialDecay, adam, polyak_averaging
+
+    if not getattr(approx, "start_info", None):
+        return None
+    opt = adam(learning_rate=ExponentialDecay(LR_INIT, max(int(n), 1), LR_FINAL))
+    if approx.family.name in SCALED_FAMILIES:
+        opt = scaled_optimizer(opt, approx)
+    return polyak_averaging(opt, int(n), AVERAGE_TAIL) if n >= 10 else opt
