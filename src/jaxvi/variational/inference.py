@@ -397,6 +397,16 @@ def _nonfinite_at_start(cm) -> str:
             "outside the support")
 
 
+def _objective_of(objective, alpha, dreg, beta, stick_the_landing):
+    """The ``objective=`` of a KL-type class as a value (None: KL), checked with the options it excludes."""
+    spec = get_objective(objective, alpha, dreg)
+    if spec is not None:
+        for name, v, off in (("beta", beta, 1.0), ("stick_the_landing", stick_the_landing, False)):
+            if v != off:
+                raise ValueError(f"{name}={v!r} applies to objective='kl' only, not to {spec!r}")
+    return spec
+
+
 class KLqp(Inference):
     """Minimise KL(q || p) for an approximation: the reparameterised (negative) ELBO.
 
@@ -415,14 +425,12 @@ class KLqp(Inference):
 
     def __init__(self, approx: Approximation, beta: float = 1.0, stick_the_landing: bool = False,
                  random_seed=None, objective="kl", alpha=None, dreg=None):
-        self.objective = get_objective(objective, alpha, dreg)  # None: KL(q || p); checked before anything else
+        self.objective = _objective_of(objective, alpha, dreg, beta, stick_the_landing)  # None: KL(q || p)
         super().__init__(approx, random_seed=random_seed)
         self.beta = float(beta)
         self.stick_the_landing = bool(stick_the_landing)
         if self.objective is not None:
-            for name, v, off in (("beta", self.beta, 1.0), ("stick_the_landing", self.stick_the_landing, False)):
-                if v != off:
-                    raise ValueError(f"{name}={v!r} applies to objective='kl' only, not to {self.objective!r}")
+            self.objective.check_family(approx.family)
             self.default_obj_n_mc = 8
 
     def _config(self):
@@ -458,7 +466,7 @@ class ADVI(KLqp):
         for k in kwargs:
             if k not in ("local_rv", "cost_part_grad_scale", "scale_cost_to_minibatch"):
                 raise TypeError(f"{type(self).__name__}: unexpected keyword argument {k!r}")
-        get_objective(objective, alpha, dreg)  # bad objective options fail before the approximation is built
+        _objective_of(objective, alpha, dreg, beta, stick_the_landing)  # bad options fail before q is built
         model = modelcontext(model, what=type(self).__name__)
         approx = self.approximation(model=model, start=start, start_sigma=start_sigma, random_seed=random_seed)
         super().__init__(approx, beta=beta, stick_the_landing=stick_the_landing, random_seed=random_seed,
@@ -564,7 +572,7 @@ class NFVI(KLqp):
         for k in kwargs:
             if k not in ("local_rv", "jitter"):
                 raise TypeError(f"NFVI: unexpected keyword argument {k!r}")
-        get_objective(objective, alpha, dreg)  # bad objective options fail before the flow is built
+        _objective_of(objective, alpha, dreg, beta, stick_the_landing)  # bad options fail before q is built
         approx = NormalizingFlow(flow, model=modelcontext(model, what="NFVI"), start=start, start_sigma=start_sigma,
                                  random_seed=random_seed)
         super().__init__(approx, beta=beta, stick_the_landing=stick_the_landing, random_seed=random_seed,

@@ -152,7 +152,7 @@ def renyi(family, logp: Callable, alpha: float, n_mc: int = 8) -> Objective:
     n_mc = check_bound_draws(n_mc, alpha, "n_mc")
     if alpha == 1.0:
         return kl_qp(family, logp, n_mc=n_mc)
-    _check_density(family, f"the Renyi bound (alpha={alpha:g})")
+    check_family(family, f"the Renyi bound (alpha={alpha:g})")
 
     def value(logp_z, logq):
         return -renyi_bound(log_ratio(logp_z, logq), alpha, axis=0)
@@ -173,7 +173,7 @@ def importance_weighted(family, logp: Callable, n_mc: int = 8, dreg: bool = Fals
     if not dreg:
         return renyi(family, logp, 0.0, n_mc)
     n_mc = check_bound_draws(n_mc, 0.0, "n_mc")
-    _check_density(family, "the importance-weighted bound")
+    check_family(family, "the importance-weighted bound", dreg=True)
 
     def value(logp_z, logq):  # logq at stopped parameters: d log w / d phi is the path term only
         lw = log_ratio(logp_z, logq)
@@ -197,6 +197,10 @@ class Renyi:
     def check(self, n_mc, what: str = "obj_n_mc") -> int:
         return check_bound_draws(n_mc, self.alpha, what)
 
+    def check_family(self, family) -> None:
+        if self.alpha != 1.0:
+            check_family(family, f"objective={self!r}", dreg=getattr(self, "dreg", False))
+
     def build(self, family, logp: Callable, n_mc: int) -> Objective:
         return renyi(family, logp, self.alpha, n_mc)
 
@@ -215,6 +219,7 @@ class ImportanceWeighted:
         object.__setattr__(self, "dreg", bool(self.dreg))
 
     check = Renyi.check
+    check_family = Renyi.check_family
 
     def build(self, family, logp: Callable, n_mc: int) -> Objective:
         return importance_weighted(family, logp, n_mc, dreg=self.dreg)
@@ -248,10 +253,15 @@ def get_objective(objective="kl", alpha=None, dreg=None):
     return ImportanceWeighted(False if dreg is None else dreg)
 
 
-def _check_density(family, what: str) -> None:
+def check_family(family, what: str, dreg: bool = False) -> None:
+    """The Renyi and importance-weighted bounds need log q; DReG needs it at any point (log q at stopped
+    parameters of the draws), which a flow without a closed-form inverse does not have."""
     if not family.has_density:
         raise ValueError(f"{what} needs log q: the {family.name!r} family has no density (particles); "
                          "use a parametric approximation (mean-field, full-rank, low-rank, a flow)")
+    if dreg and not getattr(family, "invertible", True):
+        raise ValueError(f"dreg=True needs log q at any point, and the {family.name!r} flow has layers without a "
+                         "closed-form inverse; use dreg=False or an invertible flow (e.g. 'realnvp', 'householder')")
 
 
 def prior_tempered_logp(logp_terms: Callable, latent_names, beta: float) -> Callable:
