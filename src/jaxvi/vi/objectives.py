@@ -146,7 +146,8 @@ def renyi(family, logp: Callable, alpha: float, n_mc: int = 8) -> Objective:
     formed with logsumexp (a NaN log-ratio counts as -inf, see :func:`log_ratio`).  alpha = 1 is
     :func:`kl_qp` exactly (the ELBO); alpha = 0 the importance-weighted bound (IWAE); alpha < 0 fits
     that cover more of p's mass; alpha in (0, 1) lies between IWAE and the ELBO.  Needs ``n_mc >= 2``
-    for alpha != 1 and a family with a density.
+    for alpha != 1 and a family with a density.  With a minibatch ``logp`` (unbiased, noisy) the bound
+    for alpha != 1 is of the noisy estimate, not of the full-data log p: the noise widens the fit.
     """
     alpha = check_alpha(alpha)
     n_mc = check_bound_draws(n_mc, alpha, "n_mc")
