@@ -14,8 +14,9 @@ score term of log q is dropped).  The log-density is at full-data scale (likelih
 Burda et al. 2016), optionally with the doubly reparameterised gradient (DReG, Tucker et al. 2019).
 All three are :func:`sampled_objective` of a different ``value(log p, log q)`` of the same draws.
 :class:`Renyi` and :class:`ImportanceWeighted` are the hashable values the inference classes take as
-``objective=`` (:func:`get_objective` resolves names).  :func:`log_ratio` is the one place where log p - log q is formed for diagnostics
-and Pathfinder (NaN, from draws outside the model's support, counts as -inf).
+``objective=`` (:func:`get_objective` resolves names).  :func:`log_ratio` is the one place where
+log p - log q is formed for the objectives, diagnostics and Pathfinder (NaN, from draws outside the
+model's support, counts as -inf).
 """
 
 from __future__ import annotations
