@@ -28,12 +28,12 @@ from jaxvi.variational.approximations import (Approximation, DADVIFullRank, DADV
 from jaxvi.vi import dadvi as dadvi_numerics
 from jaxvi.vi.pathfinder import STATUS, single_path
 from jaxvi.model.context import Model, modelcontext
-from jaxvi.vi.objectives import kl_qp, prior_tempered_logp
+from jaxvi.vi.objectives import ImportanceWeighted, Renyi, get_objective, kl_qp, prior_tempered_logp
 from jaxvi.vi.stein import get_estimator, get_kernel, implicit_objective
 from jaxvi.vi.optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
 from jaxvi.vi.starts import SCALED_FAMILIES, default_recipe
 
-__all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "DADVI", "fit", "pathfinder",
+__all__ = ["Inference", "KLqp", "Renyi", "ImportanceWeighted", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "DADVI", "fit", "pathfinder",
            "METHODS", "UnknownMethodError"]
 
 DEFAULT_CHUNK = 10000  # most steps per compiled call; the host shortens chunks to ~0.25 s of work
@@ -401,32 +401,63 @@ def _nonfinite_at_start(cm) -> str:
             "outside the support")
 
 
+def _objective_of(objective, alpha, dreg, beta, stick_the_landing):
+    """The ``objective=`` of a KL-type class as a value (None: KL), checked with the options it excludes."""
+    spec = get_objective(objective, alpha, dreg)
+    if spec is not None:
+        for name, v, off in (("beta", beta, 1.0), ("stick_the_landing", stick_the_landing, False)):
+            if v != off:
+                raise ValueError(f"{name}={v!r} applies to objective='kl' only, not to {spec!r}")
+    return spec
+
+
 class KLqp(Inference):
     """Minimise KL(q || p) for an approximation: the reparameterised (negative) ELBO.
 
     ``beta`` scales the whole KL to the prior, log q(z) - log p(z), as in PyMC (the likelihood keeps
     weight 1); ``stick_the_landing=True`` uses the
     lower-variance gradient of Roeder et al. (2017).
+
+    ``objective=`` picks another bound of the same draws (``docs/objectives.md``): ``"kl"`` (the
+    default), ``"renyi"`` with ``alpha=`` (default 0.5; the variational Renyi bound of Li & Turner
+    2016, alpha = 1 the ELBO, alpha = 0 IWAE, alpha < 0 mass-covering), ``"iw"``/``"iwae"`` (the
+    importance-weighted bound of Burda et al. 2016; ``dreg=True``: the doubly reparameterised gradient),
+    or a ``jv.Renyi(alpha)`` / ``jv.ImportanceWeighted(dreg)``.  These draw ``obj_n_mc`` = 8 per step
+    unless ``fit(obj_n_mc=...)`` says otherwise (at least 2 for alpha != 1), and take no ``beta`` or
+    ``stick_the_landing``.
     """
 
     def __init__(self, approx: Approximation, beta: float = 1.0, stick_the_landing: bool | None = None,
-                 random_seed=None):
+                 random_seed=None, objective="kl", alpha=None, dreg=None):
+        # None: KL(q || p)
+        self.objective = _objective_of(objective, alpha, dreg, beta, bool(stick_the_landing))
         super().__init__(approx, random_seed=random_seed)
         self.beta = float(beta)
         self.stick_the_landing = None if stick_the_landing is None else bool(stick_the_landing)
+        if self.objective is not None:
+            self.objective.check_family(approx.family)
+            self.default_obj_n_mc = 8
 
     @property
     def _stl(self) -> bool:
         """Sticking the landing: as given, else on for normal families fitted with the default recipe (``fit``
-        sets ``_recipe``; a flow's log q at its own draws may need an inverse it lacks)."""
+        sets ``_recipe``; a flow's log q at its own draws may need an inverse it lacks) and the KL objective."""
         if self.stick_the_landing is not None:
             return self.stick_the_landing
-        return getattr(self, "_recipe", False) and self.approx.family.name in SCALED_FAMILIES
+        return (getattr(self, "_recipe", False) and self.objective is None
+                and self.approx.family.name in SCALED_FAMILIES)
 
     def _config(self):
-        return (*super()._config(), self.beta, self._stl)
+        return (*super()._config(), self.beta, self._stl, self.objective)
+
+    def _prepare(self, optimizer, n_mc, clip):
+        if self.objective is not None:  # obj_n_mc=1 with alpha != 1: an error before any compile
+            self.objective.check(n_mc)
+        super()._prepare(optimizer, n_mc, clip)
 
     def _objective(self, n_mc):
+        if self.objective is not None:
+            return self.objective.build(self.approx.family, self.approx.cm.logp, n_mc)
         return kl_objective(self.approx, n_mc, self.beta, self._stl)
 
 
@@ -444,13 +475,16 @@ class ADVI(KLqp):
     approximation = MeanField
 
     def __init__(self, model: Model | None = None, random_seed=None, start=None, start_sigma=None,
-                 beta: float = 1.0, stick_the_landing: bool | None = None, **kwargs):
+                 beta: float = 1.0, stick_the_landing: bool | None = None, objective="kl", alpha=None, dreg=None,
+                 **kwargs):
         for k in kwargs:
             if k not in ("local_rv", "cost_part_grad_scale", "scale_cost_to_minibatch"):
                 raise TypeError(f"{type(self).__name__}: unexpected keyword argument {k!r}")
+        _objective_of(objective, alpha, dreg, beta, stick_the_landing)  # bad options fail before q is built
         model = modelcontext(model, what=type(self).__name__)
         approx = self.approximation(model=model, start=start, start_sigma=start_sigma, random_seed=random_seed)
-        super().__init__(approx, beta=beta, stick_the_landing=stick_the_landing, random_seed=random_seed)
+        super().__init__(approx, beta=beta, stick_the_landing=stick_the_landing, random_seed=random_seed,
+                         objective=objective, alpha=alpha, dreg=dreg)
 
 
 class FullRankADVI(ADVI):
@@ -547,13 +581,16 @@ class NFVI(KLqp):
     """Normalizing-flow VI: KLqp over a ``NormalizingFlow`` (``flow="planar*4"``, "realnvp*4", ...)."""
 
     def __init__(self, flow: str = "planar", model: Model | None = None, random_seed=None, start=None,
-                 start_sigma=None, beta: float = 1.0, stick_the_landing: bool | None = None, **kwargs):
+                 start_sigma=None, beta: float = 1.0, stick_the_landing: bool | None = None, objective="kl",
+                 alpha=None, dreg=None, **kwargs):
         for k in kwargs:
             if k not in ("local_rv", "jitter"):
                 raise TypeError(f"NFVI: unexpected keyword argument {k!r}")
+        _objective_of(objective, alpha, dreg, beta, stick_the_landing)  # bad options fail before q is built
         approx = NormalizingFlow(flow, model=modelcontext(model, what="NFVI"), start=start, start_sigma=start_sigma,
                                  random_seed=random_seed)
-        super().__init__(approx, beta=beta, stick_the_landing=stick_the_landing, random_seed=random_seed)
+        super().__init__(approx, beta=beta, stick_the_landing=stick_the_landing, random_seed=random_seed,
+                         objective=objective, alpha=alpha, dreg=dreg)
 
 
 class Pathfinder(Inference):
