@@ -26,13 +26,14 @@ from jaxvi.model.config import prng_key
 from jaxvi.variational.approximations import (Approximation, DADVIFullRank, DADVIMeanField, Empirical, FullRank,
                                               LowRank, MeanField, NormalizingFlow, PathfinderApproximation, _key)
 from jaxvi.vi import dadvi as dadvi_numerics
+from jaxvi.variational.auto import AutoInference
 from jaxvi.vi.pathfinder import STATUS, single_path
 from jaxvi.model.context import Model, modelcontext
 from jaxvi.vi.objectives import kl_qp, prior_tempered_logp
 from jaxvi.vi.stein import get_estimator, get_kernel, implicit_objective
 from jaxvi.vi.optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
 
-__all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "DADVI", "fit", "pathfinder",
+__all__ = ["Inference", "KLqp", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "DADVI", "Auto", "fit", "pathfinder",
            "METHODS", "UnknownMethodError"]
 
 DEFAULT_CHUNK = 10000  # most steps per compiled call; the host shortens chunks to ~0.25 s of work
@@ -730,8 +731,16 @@ class DADVI(Inference):
                                   "max_iters (or n_draws=) instead")
 
 
+class Auto(AutoInference, Inference):
+    """``jv.fit(method="auto")``: Pathfinder, then a Gaussian by ADVI, then a flow, as the diagnostics ask
+    (``jaxvi.variational.auto``; its stages run through ``fit`` below, which that module cannot import)."""
+
+    def _fit_stage(self, method, **kwargs):
+        return fit(method=method, **kwargs)
+
+
 METHODS = {"advi": ADVI, "fullrank_advi": FullRankADVI, "lowrank_advi": LowRankADVI,
-           "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI, "pathfinder": Pathfinder, "dadvi": DADVI}
+           "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI, "pathfinder": Pathfinder, "dadvi": DADVI, "auto": Auto}
 
 
 class UnknownMethodError(KeyError, ValueError):
