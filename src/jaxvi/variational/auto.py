@@ -11,9 +11,9 @@ The stages, cheapest first; each is judged by its PSIS k-hat and the post-fit ch
 
 A stage *passes* when its k-hat is below ``accept_khat`` (default ``AUTO_ACCEPT_KHAT`` = 0.5) and no
 check fired (loss still falling, PSIS-reweighted moments off q's, every Pathfinder path stopped by
-its iteration cap).  The approximation returned is the best stage by one rule: the lowest k-hat
-among the stages whose checks passed (all stages with a k-hat when none did), k-hats within
-``AUTO_KHAT_TIE`` of the lowest counting as a tie broken by the higher ELBO.  It carries
+its iteration cap).  The approximation returned is the best stage by one rule: among the stages
+whose checks passed (all of them when none did) the lowest k-hat band -- good (< 0.5), usable
+(< 0.7), unreliable -- and within a band the higher ELBO (k-hat is blind to a q that is too wide).  It carries
 ``approx.report``, an ``AutoReport`` of every stage, and its ``sample()`` InferenceData carries the
 report as JSON in ``posterior.attrs["jaxvi_auto_report"]``.  When the chosen stage is not
 trustworthy (k-hat >= 0.7 or a check fired) an ``AutoWarning`` names the coordinates the checks
@@ -41,7 +41,7 @@ from jaxvi.results import diagnostics
 from jaxvi.vi.flows import is_flow_spec
 
 __all__ = ["AutoInference", "AutoStage", "AutoReport", "AutoWarning", "AUTO_ACCEPT_KHAT", "AUTO_FULLRANK_MAX_DIM",
-           "AUTO_FLOW", "AUTO_FLOW_1D", "AUTO_KHAT_TIE", "AUTO_STAGE_OPTIONS"]
+           "AUTO_FLOW", "AUTO_FLOW_1D", "AUTO_KHAT_BANDS", "AUTO_STAGE_OPTIONS", "khat_band"]
 
 #: A stage passes (and ends the search) below this k-hat with no check fired: PSIS's "good" range,
 #: where importance weighting can fix what is left (Vehtari et al. 2024); see docs/auto.md.
@@ -52,9 +52,9 @@ AUTO_FULLRANK_MAX_DIM = 100
 AUTO_FLOW = "realnvp*2"
 #: The flow for a one-dimensional posterior (a coupling layer needs two coordinates to split).
 AUTO_FLOW_1D = "planar*4"
-#: k-hats this close to the lowest count as a tie, broken by the ELBO (k-hat from 1000 draws has a
-#: standard error of about 0.05-0.1).
-AUTO_KHAT_TIE = 0.05
+#: The chosen stage is the one in the lowest k-hat band (PSIS's good / usable / unreliable), ties
+#: broken by the higher ELBO: k-hat only sees a q too narrow (heavy-tailed p/q), not one too wide.
+AUTO_KHAT_BANDS = (AUTO_ACCEPT_KHAT, diagnostics.KHAT_THRESHOLD)
 #: ``fit()`` options passed on to the optimisation stages (ADVI and the flow), as ``jv.fit`` takes them.
 AUTO_STAGE_OPTIONS = ("obj_optimizer", "total_grad_norm_constraint", "obj_n_mc", "stop_on_convergence",
                       "devices", "mesh")
@@ -445,31 +445,39 @@ def _elbo(approx) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def khat_band(khat) -> int:
+    """PSIS's reading of k-hat as a rank: 0 good (< 0.5), 1 usable (< 0.7), 2 unreliable (or no k-hat)."""
+    if khat is None or math.isnan(khat):
+        return len(AUTO_KHAT_BANDS)
+    return sum(khat >= b for b in AUTO_KHAT_BANDS)
+
+
 def _choose(stages, approxes):
-    """The best stage: lowest k-hat among those whose checks passed (else among all with a k-hat), k-hats
-    within AUTO_KHAT_TIE of it a tie broken by the higher ELBO; with no k-hat at all, the highest ELBO."""
+    """The best stage: among those whose checks passed (all of them when none did), the lowest k-hat band,
+    and within a band the highest ELBO (k-hat cannot see a q that is too wide; the ELBO can)."""
     done = [i for i, a in enumerate(approxes) if a is not None]
     if not done:
         return None, ""
-    rated = [i for i in done if stages[i].khat is not None and not math.isnan(stages[i].khat)]
-    clean = [i for i in rated if not stages[i].checks]
-    pool = clean or rated
+    clean = [i for i in done if not stages[i].checks]
+    pool = clean or done
     elbo = lambda i: stages[i].elbo if stages[i].elbo is not None else -math.inf  # noqa: E731
-    if not pool:
-        best = max(done, key=elbo)
-        return best, f"{stages[best].method}: no stage has a k-hat; the highest ELBO"
-    low = min(stages[i].khat for i in pool)
-    ties = [i for i in pool if stages[i].khat <= low + AUTO_KHAT_TIE]
-    best = max(ties, key=lambda i: (elbo(i), -i))
+    best = min(pool, key=lambda i: (khat_band(stages[i].khat), -elbo(i), i))
     s = stages[best]
+    band = khat_band(s.khat)
+    words = ("good: k-hat < 0.5", "usable: 0.5 <= k-hat < 0.7", "unreliable: k-hat >= 0.7 or none")[band]
     among = "among the stages whose checks passed" if clean else "(every stage had a check fire)"
-    why = f"{s.method} (stage {best + 1}): the lowest k-hat ({s.khat:.2f}) {among}"
-    if len(ties) > 1:
-        others = ", ".join(f"{stages[i].method} {stages[i].khat:.2f}" for i in ties if i != best)
-        why += f"; tied within {AUTO_KHAT_TIE} with {others}, the higher ELBO"
+    why = f"{s.method} (stage {best + 1}): the lowest k-hat band ({words}) {among}"
+    rivals = [i for i in pool if i != best and khat_band(stages[i].khat) == band]
+    if rivals:
+        others = ", ".join(f"{stages[i].method} {_num(stages[i].elbo)}" for i in rivals)
+        why += f"; the highest ELBO in it ({_num(s.elbo)} against {others})"
     if s.verdict == "accepted":
         why += "; it passed (k-hat below accept_khat, no check fired), so the search stopped there"
     return best, why
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.2f}"
 
 
 def _untrustworthy_message(report: AutoReport) -> str:
