@@ -289,3 +289,35 @@ def test_a_too_wide_flow_loses_to_pathfinder_by_elbo():
         assert (sd_off < 0.25) if ok else (sd_off > 1.0)
     assert np.max(np.abs(approx.sample(DRAWS, random_seed=0).posterior["lam"].values.reshape(-1, 3).mean(0)
                          - post_mean) / post_sd) < 0.25
+
+
+def _stage(method, khat, elbo, checks=(), flagged=(), verdict="escalated"):
+    return AutoStage(method, "x", khat, elbo, 1000, None, 0.0, tuple(checks), tuple(flagged), verdict, "")
+
+
+def test_the_choice_rule_on_made_up_stages():
+    """Checks passed first; then the lowest k-hat band (< 0.5, < 0.7, the rest); then the higher ELBO."""
+    from jaxvi.variational.auto import _choose, _untrustworthy_message, khat_band
+
+    bands = [khat_band(k) for k in (-np.inf, 0.49, 0.5, 0.69, 0.7, 3.0, np.inf, None, np.nan)]
+    assert bands == [0, 0, 1, 1, 2, 2, 2, 2, 2]
+    ok = object()
+    # a low k-hat with a check fired loses to a clean higher one
+    moments = ["reweighted moments off q's for b[0], b[3]"]
+    stages = [_stage("pathfinder", 0.8, -10.0), _stage("fullrank_advi", 0.2, -9.0, moments, ("b[0]", "b[3]")),
+              _stage("nfvi=realnvp*2", 0.75, -12.0)]
+    best, why = _choose(stages, [ok, ok, ok])
+    assert best == 0 and "the highest ELBO in it (-10.00 against nfvi=realnvp*2 -12.00)" in why
+    # every stage had a check fire: all are ranked, the low k-hat wins
+    stages[0], stages[2] = (s._replace(checks=("not converged",)) for s in (stages[0], stages[2]))
+    best, why = _choose(stages, [ok, ok, ok])
+    assert best == 1 and "every stage had a check fire" in why
+    # the moment check's coordinates reach the warning
+    report = AutoReport(tuple(stages), best, why, False, 4, 0.5)
+    message = _untrustworthy_message(report)
+    assert "The checks flag b[0], b[3]" in message and "fullrank_advi" in message
+    # a failed stage (no approximation) is never chosen; no k-hat at all: the highest ELBO
+    stages = [_stage("pathfinder", None, -5.0), _stage("fullrank_advi", None, None, verdict="failed"),
+              _stage("nfvi=realnvp*2", None, -4.0)]
+    assert _choose(stages, [ok, None, ok])[0] == 2
+    assert _choose(stages, [None, None, None]) == (None, "")

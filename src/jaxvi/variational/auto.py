@@ -82,7 +82,7 @@ class AutoStage(NamedTuple):
     seconds: float  #: wall-clock time of the stage, compilation included
     checks: tuple  #: the checks that fired, in words (empty: none)
     flagged: tuple  #: coordinates the checks name (``b[2]``, ``sigma_log__``)
-    verdict: str  #: "accepted", "escalated", "kept" (last stage, not accepted), "failed" or "skipped"
+    verdict: str  #: "accepted", "escalated", "kept" (the last stage run, not accepted) or "failed"
     reason: str  #: the verdict in words
 
     def to_dict(self) -> dict:
@@ -188,7 +188,8 @@ class AutoInference:
             raise TypeError("auto: start_sigma is not accepted: the Gaussian stage starts at the sds of Pathfinder's "
                             "draws (pass start= for Pathfinder's start)")
         if isinstance(accept_khat, bool) or not isinstance(accept_khat, (int, float)) or not 0 < accept_khat <= 1:
-            raise ValueError(f"auto: accept_khat must be a number in (0, 1] (0.5 is PSIS's 'good'), got {accept_khat!r}")
+            raise ValueError(f"auto: accept_khat must be a number in (0, 1] (0.5 is PSIS's 'good'), "
+                             f"got {accept_khat!r}")
         if isinstance(fullrank_max_dim, bool) or not isinstance(fullrank_max_dim, (int, np.integer)) \
                 or fullrank_max_dim < 0:
             raise ValueError(f"auto: fullrank_max_dim must be a non-negative integer, got {fullrank_max_dim!r}")
@@ -260,52 +261,42 @@ class AutoInference:
                     raise TypeError(f"callbacks must be callables cb(approx, hist, i), got {cb!r}")
         stage_kwargs = dict(kwargs, callbacks=callbacks, progressbar=progressbar)
         common = dict(model=self.model, random_seed=self.random_seed)
+        d = self.cm.size
+        pf_kwargs = dict(self.pathfinder_options)
+        if self.start is not None:
+            pf_kwargs.setdefault("start", self.start)
+        gauss = self.gaussian_method()
+        gauss_extra = {"inf_kwargs": {"rank": self.rank}} if self.rank is not None and gauss == "lowrank_advi" else {}
+        gauss_what = (f"full-rank (d={d} <= {self.fullrank_max_dim})" if gauss == "fullrank_advi"
+                      else f"low-rank (d={d} > {self.fullrank_max_dim})")
+        # (method, steps (None: the method's own), its jv.fit arguments from the stages so far, the escalation)
+        plan = [("pathfinder", None, lambda done: dict(common, inf_kwargs=pf_kwargs), ""),
+                # the library's ADVI defaults, started at the mean and sds of Pathfinder's draws
+                (gauss, n, lambda done: dict(common, **gauss_extra, **stage_kwargs,
+                                             **(_moments_start(done[0]) if self.gaussian_start else {})),
+                 f"escalated to {gauss_what}")]
+        spec = self.flow_spec()
+        if spec is not None:  # the flow's own start: at the Gaussian's moments it ended worse (docs/auto.md)
+            plan.append((f"nfvi={spec}", n, lambda done: dict(common, **stage_kwargs),
+                         f"escalated to a normalizing flow ({spec})"))
         t_start = time.perf_counter()
         stages, approxes = [], []
-        d = self.cm.size
-
-        def out_of_time():
-            return self.max_seconds is not None and time.perf_counter() - t_start > self.max_seconds
-
-        # 1. Pathfinder, its defaults
-        inf_kwargs = dict(self.pathfinder_options)
-        if self.start is not None:
-            inf_kwargs.setdefault("start", self.start)
-        pf, stage = self._run_stage("pathfinder", None, dict(common, inf_kwargs=inf_kwargs))
-        stages.append(stage)
-        approxes.append(pf)
-        passed = self._passes(stage)
-        # 2. a Gaussian by ADVI (the library's defaults), started at the moments of Pathfinder's draws
-        gauss_method = self.gaussian_method()
-        gauss_what = (f"full-rank (d={d} <= {self.fullrank_max_dim})" if gauss_method == "fullrank_advi"
-                      else f"low-rank (d={d} > {self.fullrank_max_dim})")
-        if not passed:
-            if engine.interrupted() or out_of_time():
-                stages[-1] = stages[-1]._replace(verdict="kept", reason=stages[-1].reason + self._stop_words(out_of_time()))
-            else:
-                stages[-1] = _escalate(stages[-1], f"escalated to {gauss_what}")
-                extra = {} if self.rank is None or gauss_method != "lowrank_advi" else {"inf_kwargs": {"rank": self.rank}}
-                start = _moments_start(pf) if self.gaussian_start == "pathfinder" else {}
-                gauss, stage = self._run_stage(gauss_method, n, dict(common, **start, **extra, **stage_kwargs))
-                stages.append(stage)
-                approxes.append(gauss)
-                passed = self._passes(stage)
-                # 3. a normalizing flow
-                spec = self.flow_spec()
-                if not passed:
-                    if spec is None or engine.interrupted() or out_of_time():
-                        why = (" (no flow stage: flow=None)" if spec is None and not engine.interrupted()
-                               else self._stop_words(out_of_time()))
-                        stages[-1] = stages[-1]._replace(verdict="kept", reason=stages[-1].reason + why)
-                    else:
-                        stages[-1] = _escalate(stages[-1], f"escalated to a normalizing flow ({spec})")
-                        # the flow's own start (loc at the initial point): started at the Gaussian's moments
-                        # it ended worse on the banana of docs/auto.md (k-hat 0.58 vs 0.43, sd of y -36% vs -4%)
-                        flow, stage = self._run_stage(f"nfvi={spec}", n, dict(common, **stage_kwargs))
-                        stages.append(stage)
-                        approxes.append(flow)
-                        if not self._passes(stage):
-                            stages[-1] = stages[-1]._replace(verdict="kept" if flow is not None else "failed")
+        for method, steps, arguments, escalation in plan:
+            if stages:
+                if stages[-1].verdict == "accepted":
+                    break
+                out_of_time = self.max_seconds is not None and time.perf_counter() - t_start > self.max_seconds
+                if out_of_time or engine.interrupted():
+                    why = "the max_seconds budget is spent" if out_of_time else "interrupted"
+                    stages[-1] = _note(stages[-1], f" (not escalated: {why})")
+                    break
+                stages[-1] = _note(stages[-1], f": {escalation}", "escalated")
+            approx, stage = self._run_stage(method, steps, arguments(approxes))
+            stages.append(stage)
+            approxes.append(approx)
+        else:
+            if spec is None and stages[-1].verdict != "accepted":
+                stages[-1] = _note(stages[-1], " (no flow stage: flow=None)")
         chosen, why = _choose(stages, approxes)
         if chosen is None:
             raise FloatingPointError("method='auto': every stage failed (" + "; ".join(s.reason for s in stages)
@@ -319,13 +310,6 @@ class AutoInference:
         if not trustworthy:
             warnings.warn(_untrustworthy_message(report), AutoWarning, stacklevel=2)
         return approx
-
-    @staticmethod
-    def _stop_words(out_of_time: bool) -> str:
-        return " (not escalated: the max_seconds budget is spent)" if out_of_time else " (not escalated: interrupted)"
-
-    def _passes(self, stage: AutoStage) -> bool:
-        return stage.verdict == "accepted"
 
     def _run_stage(self, method: str, n, kwargs: dict):
         """Fit one stage through ``jv.fit``; returns (approximation or None, AutoStage)."""
@@ -385,14 +369,14 @@ class AutoInference:
         family = getattr(approx.family, "name", type(approx).__name__)
         if khat is None:
             why = getattr(approx, "khat_skipped", "no k-hat")
-            verdict, reason = "escalated", f"{method}: no k-hat ({why})"
+            verdict, reason = "kept", f"{method}: no k-hat ({why})"
         elif khat < self.accept_khat and not checks:
             verdict, reason = "accepted", f"{method} k-hat {khat:.2f} < {self.accept_khat:g} and no check fired"
         elif khat < self.accept_khat:
-            verdict, reason = "escalated", f"{method} k-hat {khat:.2f} < {self.accept_khat:g} but {len(checks)} " \
-                                           f"check(s) fired"
+            verdict = "kept"
+            reason = f"{method} k-hat {khat:.2f} < {self.accept_khat:g} but {len(checks)} check(s) fired"
         else:
-            verdict, reason = "escalated", f"{method} k-hat {khat:.2f} >= {self.accept_khat:g}" + (
+            verdict, reason = "kept", f"{method} k-hat {khat:.2f} >= {self.accept_khat:g}" + (
                 f" ({_khat_words(khat)})" if khat >= diagnostics.KHAT_THRESHOLD else "")
         return AutoStage(method, family, None if khat is None else float(khat), elbo, int(steps), grads,
                          float(seconds), tuple(checks), tuple(flagged), verdict, reason)
@@ -412,8 +396,10 @@ def _khat_words(khat: float) -> str:
     return "> 0.7: unreliable" if math.isfinite(khat) else "not finite: unreliable"
 
 
-def _escalate(stage: AutoStage, what: str) -> AutoStage:
-    return stage._replace(verdict="escalated", reason=f"{stage.reason}: {what}")
+def _note(stage: AutoStage, words: str, verdict: str | None = None) -> AutoStage:
+    """``stage`` with ``words`` added to its reason and, unless it failed, the new ``verdict``."""
+    keep = stage.verdict == "failed" or verdict is None
+    return stage._replace(verdict=stage.verdict if keep else verdict, reason=stage.reason + words)
 
 
 def _names(labels, limit: int = 6) -> str:
