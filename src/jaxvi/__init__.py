@@ -31,7 +31,8 @@ from jaxvi.variational.approximations import (Approximation, Empirical, FullRank
 from jaxvi.variational.inference import (ADVI, ASVGD, NFVI, SVGD, FullRankADVI, ImplicitGradient, Inference, KLqp,
                                          LowRankADVI, Pathfinder, DADVI, fit)
 from jaxvi.variational.sampling import sample
-from jaxvi.variational.inference import ImportanceWeighted, Renyi
+from jaxvi.variational.inference import Auto, ImportanceWeighted, Renyi
+from jaxvi.variational.auto import AutoReport, AutoStage, AutoWarning
 from jaxvi.faces import viz  # jv.viz.ManualVI; widgets imported on use
 from jaxvi.faces.graphviz import model_to_graphviz
 from jaxvi.faces.plots import plot_compare, plot_hist, plot_tracker
@@ -48,5 +49,5 @@ __all__ = [
     "math", "enable_x64", "floatX", "enable_compilation_cache", "disable_compilation_cache", "compilation_cache_dir", "CompiledModel", "Node", "lift",
     "Data", "Deterministic", "Minibatch", "data", "distributions", "engine", "variational", "Model", "Potential", "modelcontext", "set_data",
     *_distributions,
-    "Renyi", "ImportanceWeighted",
+    "Renyi", "ImportanceWeighted", "Auto", "AutoReport", "AutoStage", "AutoWarning",
 ]

@@ -359,6 +359,8 @@ class Approximation:
             return PointsTrace(self.cm, flat)
         if self.khat is not None:
             attrs.update(khat=self.khat, khat_draws=self.khat_draws)
+        if self.report is not None:  # jv.fit(method="auto")'s AutoReport, as JSON text
+            attrs["jaxvi_auto_report"] = self.report.to_json()
         return to_inference_data(self.cm, flat[None], attrs=attrs)
 
     # -- diagnostics (jaxvi.diagnostics) ----------------------------------------------------------
@@ -366,6 +368,8 @@ class Approximation:
     khat_draws = 0  #: draws behind ``khat``
     #: the post-fit checks' figures ("khat", "converged", "moments"; see ``jaxvi.diagnostics.record_checks``)
     diagnostics: dict = {}
+    #: what ``jv.fit(method="auto")`` did to choose this approximation (``jaxvi.variational.auto.AutoReport``)
+    report = None
 
     def iw_elbo(self, draws: int = 1000, k: int | None = None, random_seed=None) -> float:
         """The importance-weighted ELBO from ``draws`` draws, ``k`` per bound (default all; k=1: the ELBO)."""

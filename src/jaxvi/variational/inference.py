@@ -26,6 +26,7 @@ from jaxvi.model.config import prng_key
 from jaxvi.variational.approximations import (Approximation, DADVIFullRank, DADVIMeanField, Empirical, FullRank,
                                               LowRank, MeanField, NormalizingFlow, PathfinderApproximation, _key)
 from jaxvi.vi import dadvi as dadvi_numerics
+from jaxvi.variational.auto import AutoInference
 from jaxvi.vi.pathfinder import STATUS, single_path
 from jaxvi.model.context import Model, modelcontext
 from jaxvi.vi.objectives import ImportanceWeighted, Renyi, get_objective, kl_qp, prior_tempered_logp
@@ -33,7 +34,7 @@ from jaxvi.vi.stein import get_estimator, get_kernel, implicit_objective
 from jaxvi.vi.optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
 from jaxvi.vi.starts import SCALED_FAMILIES, default_recipe
 
-__all__ = ["Inference", "KLqp", "Renyi", "ImportanceWeighted", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "DADVI", "fit", "pathfinder",
+__all__ = ["Inference", "KLqp", "Renyi", "ImportanceWeighted", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "DADVI", "Auto", "fit", "pathfinder",
            "METHODS", "UnknownMethodError"]
 
 DEFAULT_CHUNK = 10000  # most steps per compiled call; the host shortens chunks to ~0.25 s of work
@@ -405,7 +406,7 @@ def _objective_of(objective, alpha, dreg, beta, stick_the_landing):
     """The ``objective=`` of a KL-type class as a value (None: KL), checked with the options it excludes."""
     spec = get_objective(objective, alpha, dreg)
     if spec is not None:
-        for name, v, off in (("beta", beta, 1.0), ("stick_the_landing", stick_the_landing, False)):
+        for name, v, off in (("beta", beta, 1.0), ("stick_the_landing", bool(stick_the_landing), False)):
             if v != off:
                 raise ValueError(f"{name}={v!r} applies to objective='kl' only, not to {spec!r}")
     return spec
@@ -781,8 +782,16 @@ class DADVI(Inference):
                                   "max_iters (or n_draws=) instead")
 
 
+class Auto(AutoInference, Inference):
+    """``jv.fit(method="auto")``: Pathfinder, then a Gaussian by ADVI, then a flow, as the diagnostics ask
+    (``jaxvi.variational.auto``; its stages run through ``fit`` below, which that module cannot import)."""
+
+    def _fit_stage(self, method, **kwargs):
+        return fit(method=method, **kwargs)
+
+
 METHODS = {"advi": ADVI, "fullrank_advi": FullRankADVI, "lowrank_advi": LowRankADVI,
-           "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI, "pathfinder": Pathfinder, "dadvi": DADVI}
+           "svgd": SVGD, "asvgd": ASVGD, "nfvi": NFVI, "pathfinder": Pathfinder, "dadvi": DADVI, "auto": Auto}
 
 
 class UnknownMethodError(KeyError, ValueError):
