@@ -316,6 +316,7 @@ def test_bad_objective_options_raise_before_compile(conjugate, inf_kwargs, name)
 
 @pytest.mark.parametrize("inf_kwargs", [{"objective": "renyi", "alpha": 0.5}, {"objective": "iwae"}])
 def test_one_draw_for_a_bound_raises_before_compile(conjugate, inf_kwargs):
+    jv.ADVI(model=conjugate[0])  # the approximation's own construction (initial point, keys) compiled once
     with compilations() as names, pytest.raises(ValueError, match="obj_n_mc"):
         jv.fit(10, model=conjugate[0], inf_kwargs=inf_kwargs, obj_n_mc=1, progressbar=False)
     assert not names

@@ -5,8 +5,8 @@ The stages, cheapest first; each is judged by its PSIS k-hat and the post-fit ch
 
 1. Pathfinder with its defaults (a few hundred gradient evaluations);
 2. a Gaussian fitted by ADVI with the library's default settings (``jv.fit(method="fullrank_advi")``,
-   or ``"lowrank_advi"`` above ``AUTO_FULLRANK_MAX_DIM`` dimensions), started at the moments of
-   Pathfinder's draws;
+   or ``"lowrank_advi"`` above ``AUTO_FULLRANK_MAX_DIM`` dimensions): its mode-search start and
+   default recipe;
 3. a normalizing flow (``method="nfvi"``, ``AUTO_FLOW``) from its own start.
 
 A stage *passes* when its k-hat is below ``accept_khat`` (default ``AUTO_ACCEPT_KHAT`` = 0.5) and no
@@ -167,9 +167,10 @@ class AutoInference:
     ``2 n`` ADVI steps in all.  ``max_seconds``: a wall-clock budget; a stage that would start after it
     is spent is skipped (which stages run then depends on the machine).  ``flow=None`` never fits a
     flow; ``flow="planar*8"`` (any ``nfvi`` formula) picks another.  ``accept_khat`` is the k-hat a
-    stage must beat to end the search.  ``start`` is passed to Pathfinder; the Gaussian starts at the mean
-    and sds of Pathfinder's draws (``gaussian_start=None``: at the model's initial point instead), the
-    flow at its own start.  ``random_seed`` is passed to every stage: the same seed gives the same stages and
+    stage must beat to end the search.  ``start`` is passed to Pathfinder; the Gaussian starts where
+    ``jv.fit`` with no start starts it (the mode search of ``Approximation.auto_start``, followed by the
+    default recipe; ``gaussian_start="pathfinder"``: at the mean and sds of Pathfinder's draws, with PyMC's
+    optimizer), the flow at its own start.  ``random_seed`` is passed to every stage: the same seed gives the same stages and
     the same draws.
 
     ``fit(callbacks=, progressbar=)`` and the ``fit`` options in ``AUTO_STAGE_OPTIONS`` (an optimizer,
@@ -182,7 +183,7 @@ class AutoInference:
 
     def __init__(self, model: Model | None = None, random_seed=None, start=None, accept_khat: float = AUTO_ACCEPT_KHAT,
                  fullrank_max_dim: int = AUTO_FULLRANK_MAX_DIM, rank: int | None = None, flow: str | None = "auto",
-                 max_seconds: float | None = None, pathfinder: dict | None = None, gaussian_start="pathfinder",
+                 max_seconds: float | None = None, pathfinder: dict | None = None, gaussian_start=None,
                  start_sigma=None):
         if start_sigma is not None:
             raise TypeError("auto: start_sigma is not accepted: the Gaussian stage starts at the sds of Pathfinder's "
@@ -271,7 +272,7 @@ class AutoInference:
                       else f"low-rank (d={d} > {self.fullrank_max_dim})")
         # (method, steps (None: the method's own), its jv.fit arguments from the stages so far, the escalation)
         plan = [("pathfinder", None, lambda done: dict(common, inf_kwargs=pf_kwargs), ""),
-                # the library's ADVI defaults, started at the mean and sds of Pathfinder's draws
+                # the library's ADVI defaults (its mode-search start), or at the moments of Pathfinder's draws
                 (gauss, n, lambda done: dict(common, **gauss_extra, **stage_kwargs,
                                              **(_moments_start(done[0]) if self.gaussian_start else {})),
                  f"escalated to {gauss_what}")]

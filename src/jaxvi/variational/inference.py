@@ -74,6 +74,9 @@ class Inference:
     def _objective(self, n_mc: int):
         raise NotImplementedError
 
+    def _check_options(self, n_mc: int):
+        """Raise on options that cannot work together (called by ``fit`` before anything compiles)."""
+
     # -- state ---------------------------------------------------------------------------------
     @property
     def hist(self) -> np.ndarray:
@@ -142,20 +145,12 @@ class Inference:
         n = _check_n(n)
         self._khat_draws = _check_khat(khat, type(self).khat_draws)
         self.checks = bool(checks)
-        recipe = None
-        if obj_optimizer is None:  # no optimizer: the default recipe after a fitted start, PyMC's otherwise
-            if self.approx.start_pending and self._steps == 0:  # neither start nor optimizer: the mode search
-                self.approx.vparams = self.approx.auto_start()
-            recipe = default_recipe(self.approx, n)
-            optimizer = _DEFAULT_OPTIMIZER if recipe is None else recipe
-        else:
-            optimizer = get_optimizer(obj_optimizer)
-        self._recipe = recipe is not None
         if obj_n_mc is not None and (isinstance(obj_n_mc, bool) or not isinstance(obj_n_mc, (int, np.integer))):
             raise TypeError(f"obj_n_mc must be a positive integer (draws per step), got {obj_n_mc!r}")
         n_mc = self.default_obj_n_mc if obj_n_mc is None else int(obj_n_mc)
         if n_mc < 1:
             raise ValueError(f"obj_n_mc must be a positive integer, got {obj_n_mc!r}")
+        self._check_options(n_mc)  # before the start's compiles
         mesh = make_mesh(devices, mesh)
         if self._feeding is None or self._feeding.mesh is not mesh:
             self._feeding, self._feed = Feeding(self.approx.cm, mesh), None
@@ -166,8 +161,17 @@ class Inference:
         else:
             raise TypeError(f"stop_on_convergence must be True, False or a dict of PlateauRule options, "
                             f"got {stop_on_convergence!r}")
-        self._prepare(optimizer, n_mc, total_grad_norm_constraint)  # a fresh optimizer state, as in PyMC
         self._checkpoint = _check_checkpoint(checkpoint, checkpoint_every, resume)
+        recipe = None
+        if obj_optimizer is None:  # no optimizer: the default recipe after a fitted start, PyMC's otherwise
+            if self.approx.start_pending and self._steps == 0:  # neither start nor optimizer: the mode search
+                self.approx.vparams = self.approx.auto_start()
+            recipe = default_recipe(self.approx, n)
+            optimizer = _DEFAULT_OPTIMIZER if recipe is None else recipe
+        else:
+            optimizer = get_optimizer(obj_optimizer)
+        self._recipe = recipe is not None
+        self._prepare(optimizer, n_mc, total_grad_norm_constraint)  # a fresh optimizer state, as in PyMC
         self._optimizer_id = fingerprint((optimizer, n_mc, total_grad_norm_constraint))
         if resume and checkpoint is not None and os.path.exists(os.fspath(checkpoint)):
             n = max(n - self._restore(os.fspath(checkpoint), n), 0)
@@ -451,10 +455,9 @@ class KLqp(Inference):
     def _config(self):
         return (*super()._config(), self.beta, self._stl, self.objective)
 
-    def _prepare(self, optimizer, n_mc, clip):
+    def _check_options(self, n_mc):
         if self.objective is not None:  # obj_n_mc=1 with alpha != 1: an error before any compile
             self.objective.check(n_mc)
-        super()._prepare(optimizer, n_mc, clip)
 
     def _objective(self, n_mc):
         if self.objective is not None:
