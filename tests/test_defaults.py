@@ -68,3 +68,65 @@ def test_seed_logistic_regression_defaults_match_quadrature(seed_logistic, metho
         assert np.all(got_sd < sd) and np.all(got_sd > 0.5 * sd)
     check = approx.diagnostics["start"]
     assert check.agreeing >= 3 and not check.other_modes and not check.fallback
+
+
+def _fit_recording(model, method="advi", n=3000, seed=0):
+    with model, warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        approx = jv.fit(n, method=method, random_seed=seed, progressbar=False)
+    return approx, [w for w in record if issubclass(w.category, diagnostics.FitWarning)]
+
+
+def test_two_modes_of_equal_mass_are_reported():
+    """Paths from dispersed starts end at -4 and +4 with the same ELBO: a StartWarning naming x."""
+    with jv.Model() as m:
+        jv.NormalMixture("x", w=np.array([0.5, 0.5]), mu=np.array([-4.0, 4.0]), sigma=np.array([1.0, 1.0]))
+    approx, record = _fit_recording(m)
+    check = approx.diagnostics["start"]
+    assert check.other_modes == ("x",) and check.elbo_gap < 0.5 and not check.fallback
+    starts = [w for w in record if w.category is diagnostics.StartWarning]
+    assert len(starts) == 1 and "distinct modes of similar mass" in str(starts[0].message) and "x" in str(starts[0].message)
+    # the start is at one of the modes (the Laplace normal there: N(+-4, 1))
+    assert abs(abs(float(approx.mean.eval()[0])) - 4.0) < 0.2
+
+
+def test_a_funnel_has_no_mode_and_says_so():
+    """Centred eight schools: the log density rises without bound into the funnel's neck; no path converges
+    and Newton finds no mode, so the start falls back to unit sds and warns."""
+    y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+    sigma = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+    with jv.Model() as m:
+        mu = jv.Normal("mu", 0, 5)
+        tau = jv.HalfCauchy("tau", 5)
+        theta = jv.Normal("theta", mu, tau, shape=8)
+        jv.Normal("y", theta, sigma, observed=y)
+    approx, record = _fit_recording(m, n=2000)
+    check = approx.diagnostics["start"]
+    assert check.fallback and not approx.start_info["laplace"]
+    assert any(w.category is diagnostics.StartWarning and "no mode" in str(w.message) for w in record)
+
+
+def test_meanfield_on_a_correlated_normal_is_flagged_against_the_laplace_marginals():
+    """Mean-field's KL-optimal sd is sqrt(1 - rho^2) = 0.6 of the marginal one at rho = 0.8, whatever k-hat
+    says; the start's Laplace normal is exact here, so the dispersion check sees it."""
+    cov = np.array([[1.0, 0.8], [0.8, 1.0]])
+    with jv.Model() as m:
+        jv.MvNormal("z", mu=np.zeros(2), cov=cov)
+    approx, record = _fit_recording(m, n=3000)
+    disp = approx.diagnostics["dispersion"]
+    np.testing.assert_allclose(disp.sd_ratio, 0.6, rtol=0.05)
+    assert disp.flagged == ("z[0]", "z[1]")
+    assert any(issubclass(w.category, diagnostics.MomentsWarning) for w in record)
+    full, record = _fit_recording(m, method="fullrank_advi", n=3000)
+    assert "dispersion" not in full.diagnostics and not record  # full-rank: exact, and quiet
+    np.testing.assert_allclose(np.asarray(full.cov.eval()), cov, atol=0.05)
+
+
+def test_meanfield_on_an_uncorrelated_posterior_is_quiet():
+    with jv.Model() as m:
+        jv.Normal("a", 1.0, 2.0)
+        jv.Normal("b", -1.0, 0.5)
+    approx, record = _fit_recording(m, n=3000)
+    assert not record and approx.diagnostics["dispersion"].flagged == ()
+    np.testing.assert_allclose(np.asarray(approx.std.eval()), [2.0, 0.5], rtol=0.05)
+    np.testing.assert_allclose(np.asarray(approx.mean.eval()), [1.0, -1.0], atol=0.05)

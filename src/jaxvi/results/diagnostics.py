@@ -302,8 +302,10 @@ def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: i
 #   "khat"       the Pareto k-hat (also ``approx.khat``)
 #   "converged"  ConvergenceCheck: is the -ELBO still falling at the end of the fit?
 #   "moments"    MomentCheck: PSIS-reweighted means/sds against q's own (unconstrained space)
-#   "paths"      reserved for the mode search: agreement between its paths/restarts (not built yet);
-#                ``record_checks`` keeps entries it does not compute, so a mode search records it first.
+#   "start"      StartCheck: what the mode search of a default start found (agreeing paths, other modes,
+#                no mode); recorded when the start is made (``record_start``), kept by ``record_checks``
+#   "dispersion" DispersionCheck: a restricted family's sds against the marginal sds of the start's
+#                Laplace normal (mean-field's under-dispersion on correlated posteriors)
 # Each check that fails warns with its own FitWarning subclass, naming the flat coordinates
 # (``beta[2]``, ``sd_log__``) and what to try.
 
@@ -421,6 +423,43 @@ def moments_message(check: MomentCheck, what: str, limit: int = 8) -> str:
             "See approx.diagnostics['moments'].")
 
 
+#: A restricted family (mean-field, low-rank) whose sd is below this fraction of the Laplace normal's
+#: marginal sd is flagged: on a near-normal posterior that normal's marginals are about right, and the
+#: KL(q || p)-optimal mean-field sd is 1/sqrt(precision_ii), below them exactly where correlations are.
+DISPERSION_MIN_RATIO = 0.8
+#: The families the dispersion check judges (a full-rank normal or a flow can represent the correlations).
+DISPERSION_FAMILIES = ("mean_field", "low_rank")
+
+
+class DispersionCheck(NamedTuple):
+    """q's sds against the marginal sds of the start's Laplace normal (unconstrained space)."""
+
+    labels: tuple
+    sd_ratio: np.ndarray  #: q's sd / the Laplace normal's marginal sd, per coordinate
+    flagged: tuple  #: labels with a ratio below DISPERSION_MIN_RATIO
+
+
+def dispersion_check(approx) -> DispersionCheck | None:
+    """The check, when ``approx`` of a restricted family started at a Laplace normal (else None)."""
+    info = getattr(approx, "start_info", None) or {}
+    marginal = getattr(approx, "start_sd", None)
+    if marginal is None or not info.get("laplace") or approx.family.name not in DISPERSION_FAMILIES:
+        return None
+    labels = tuple(approx.cm.layout.labels())
+    ratio = np.asarray(approx.std, np.float64).reshape(-1) / np.asarray(marginal, np.float64)
+    return DispersionCheck(labels, ratio, tuple(lab for lab, r in zip(labels, ratio) if r < DISPERSION_MIN_RATIO))
+
+
+def dispersion_message(check: DispersionCheck, what: str, limit: int = 8) -> str:
+    i = [check.labels.index(lab) for lab in check.flagged]
+    parts = [f"{check.labels[j]} ({check.sd_ratio[j]:.2f})" for j in i[:limit]]
+    more = f" and {len(i) - limit} more" if len(i) > limit else ""
+    return (f"The {what} approximation's sds are below the marginal sds of the Laplace normal at the mode for "
+            f"{', '.join(parts)}{more} (ratio in brackets, unconstrained space): the posterior is correlated and a "
+            f"{what} normal under-states its uncertainty there. Use method='fullrank_advi' (or 'dadvi' for "
+            "linear-response sds). See approx.diagnostics['dispersion'].")
+
+
 def record_checks(approx, z, log_weights, khat: float, warn: bool = True, min_steps: int = CHECK_MIN_STEPS,
                   convergence: bool = True) -> dict:
     """Run the post-fit checks on ``approx`` (with draws ``z`` of q, their PSIS log weights and k-hat)
@@ -429,7 +468,7 @@ def record_checks(approx, z, log_weights, khat: float, warn: bool = True, min_st
     out (methods whose optimizer reports its own convergence)."""
     what = getattr(approx.family, "name", type(approx).__name__)
     record = {k: v for k, v in (getattr(approx, "diagnostics", None) or {}).items()
-              if k not in ("khat", "converged", "moments", "skipped")}
+              if k not in ("khat", "converged", "moments", "skipped", "dispersion")}
     record["khat"] = khat
     steps = len(approx.hist)
     if steps < min_steps:
@@ -441,11 +480,16 @@ def record_checks(approx, z, log_weights, khat: float, warn: bool = True, min_st
     if check is not None:
         record["converged"] = check
     record["moments"] = moments = moment_check(z, log_weights, khat, labels)
+    dispersion = dispersion_check(approx)
+    if dispersion is not None:
+        record["dispersion"] = dispersion
     approx.diagnostics = record
     if warn and check is not None and not check.converged:
         warnings.warn(convergence_message(check, what), NotConvergedWarning, stacklevel=_user_stacklevel())
     if warn and moments.flagged:
         warnings.warn(moments_message(moments, what), MomentsWarning, stacklevel=_user_stacklevel())
+    if warn and dispersion is not None and dispersion.flagged and not moments.flagged:
+        warnings.warn(dispersion_message(dispersion, what), MomentsWarning, stacklevel=_user_stacklevel())
     return record
 
 
