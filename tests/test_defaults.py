@@ -130,3 +130,45 @@ def test_meanfield_on_an_uncorrelated_posterior_is_quiet():
     assert not record and approx.diagnostics["dispersion"].flagged == ()
     np.testing.assert_allclose(np.asarray(approx.std.eval()), [2.0, 0.5], rtol=0.05)
     np.testing.assert_allclose(np.asarray(approx.mean.eval()), [1.0, -1.0], atol=0.05)
+
+
+@pytest.fixture(scope="module")
+def scaled_regression():
+    """y = a + b x + N(0, 1) noise with x around 2000 (a, b correlated near -1): the analytic posterior."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(2000.0, 300.0, 50)
+    y = 3.0 + 0.01 * x + rng.normal(0.0, 1.0, 50)
+    with jv.Model() as m:
+        a = jv.Normal("a", 0, 100)
+        b = jv.Normal("b", 0, 100)
+        jv.Normal("y", a + b * x, 1.0, observed=y)
+    X = np.column_stack([np.ones_like(x), x])
+    cov = np.linalg.inv(X.T @ X + np.eye(2) / 100**2)
+    return m, cov @ X.T @ y, cov
+
+
+def test_pathfinder_solves_a_badly_scaled_regression_in_float32(scaled_regression):
+    """L-BFGS runs in float64 inside jax.enable_x64 while the model stays float32."""
+    import jax.numpy as jnp
+
+    m, mean, cov = scaled_regression
+    assert m.compile().dtype == jnp.float32
+    approx = jv.fit(method="pathfinder", model=m, random_seed=0)
+    post = approx.sample(4000, random_seed=1).posterior
+    z = np.column_stack([post["a"].values.ravel(), post["b"].values.ravel()]).astype(np.float64)
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(z.mean(0) - mean) / sd < 0.1), (z.mean(0), mean)
+    np.testing.assert_allclose(z.std(0) / sd, 1.0, atol=0.1)
+    assert jnp.zeros(1).dtype == jnp.float32  # JAX's global setting untouched
+
+
+def test_fullrank_defaults_on_the_badly_scaled_regression(scaled_regression):
+    m, mean, cov = scaled_regression
+    approx, record = _fit_recording(m, method="fullrank_advi", n=5000)
+    assert approx.start_info["laplace"] and not record
+    post = approx.sample(4000, random_seed=1).posterior
+    z = np.column_stack([post["a"].values.ravel(), post["b"].values.ravel()]).astype(np.float64)
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(z.mean(0) - mean) / sd < 0.1), (z.mean(0), mean)
+    np.testing.assert_allclose(z.std(0) / sd, 1.0, atol=0.1)
+    assert np.corrcoef(z.T)[0, 1] == pytest.approx(cov[0, 1] / sd[0] / sd[1], abs=0.02)
