@@ -44,3 +44,30 @@ def test_a_fit_and_its_khat_do_not_import_arviz():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "False"
+
+
+@pytest.mark.parametrize("every", [1, 7])
+def test_trackers_alone_record_per_chunk_what_per_step_calls_record(every):
+    """Only live-value Trackers: the replay records each chunk in one call (``Observer.record_block``);
+    the reference is the per-step live calls of ``replay_callbacks = False``."""
+    import jaxvi as jv
+
+    data = np.random.default_rng(0).normal(1.0, 2.0, size=50)
+    with jv.Model() as m:
+        jv.Normal("y", jv.Normal("mu", 0, 10), jv.HalfNormal("sd", 5), observed=data)
+    out = []
+    for replay in (True, False):
+        inference = jv.ADVI(model=m, random_seed=4)
+        inference.replay_callbacks = replay
+        inference.khat_draws = 0
+        a = inference.approx
+        trackers = [jv.callbacks.Tracker(every=every, mean=a.mean.eval, std=a.std),
+                    jv.callbacks.Tracker(mean=a.mean)]
+        assert all(t.records_blocks for t in trackers)
+        inference.fit(2000, callbacks=trackers, progressbar=False)
+        out.append(trackers)
+    (a1, a2), (b1, b2) = out
+    assert len(a1["mean"]) == len(range(0, 2000, every)) and len(a2["mean"]) == 2000
+    for x, y in ((a1, b1), (a2, b2)):
+        for name in x.hist:
+            np.testing.assert_array_equal(np.stack(x[name]), np.stack(y[name]))
