@@ -39,12 +39,12 @@ X64_CASES = ("gaussian", "mvnormal", "logistic")
 # Per (case, method): which libraries run it, and why the others show "n/a" (overrides LIBS_FOR).
 # "numpyro_bnaf" is NumPyro's SVI with AutoBNAFNormal (the "numpyro" row is AutoIAFNormal there).
 LIBS_FOR_METHOD = {
-    "svgd": ("jaxvi", "pymc", "numpyro"),
+    "svgd": ("jaxvi", "pymc", "numpyro", "limit"),
     "nfvi": ("jaxvi", "pymc", "numpyro", "numpyro_bnaf"),
 }
 NOT_AVAILABLE = {
     ("nfvi", "pymc"): "n/a: PyMC 5 has no normalizing flows",
-}  # (the hand-fused limit is ADVI only: not in LIBS_FOR_METHOD, no row)
+}  # (the hand-fused limit is ADVI and SVGD only: not in LIBS_FOR_METHOD["nfvi"], no row)
 # Per (case, library): the same, for a whole case.
 NOT_AVAILABLE_CASE = {
     ("stream", "pymc"): "n/a: PyMC has no streaming from disk (pm.Minibatch needs the whole array in memory)",

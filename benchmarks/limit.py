@@ -8,6 +8,12 @@ jaxvi), takes the gradient of the one-sample -ELBO ``log q(z) - log p(z)`` and a
 (``optim.py``, optax).  The whole n-step fit is one jitted scan: nothing else runs per step, so
 its warm time is what the step costs on this machine.  Same start as PyMC/jaxvi (the model's
 initial point, sigma log 2 / 1), float32.  Runs in the jaxvi venv (jax + optax only).
+
+SVGD (``method="svgd"``): the particles' update x += lr * phi(x), phi the Stein direction with
+the RBF kernel and the median heuristic (h = med / log(n + 1), the median over 16 pairs per
+particle as jaxvi's), plain SGD, the particles started at the initial point + N(0, 1) (PyMC's
+jittered start), all n steps one scan.  ``extra`` also times it with the kernelized Stein
+discrepancy computed every step (what jaxvi records as SVGD's loss).
 """
 
 from __future__ import annotations
@@ -226,6 +232,16 @@ def _run_minibatch(params, key, X, *, logp, n, batch, rng="upfront"):
             return (p, s), loss
 
         (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), (eps, idx))
+    elif rng == "foldin":  # as jaxvi: step t's eps and rows from fold_in(key, t), drawn before the loop
+        def noise(t):
+            k1, k2 = jax.random.split(jax.random.fold_in(key, t))
+            return jax.random.normal(k1, (d,), jnp.float32), jax.random.randint(k2, (batch,), 0, X.shape[0])
+
+        def step(carry, xs):
+            p, s, loss = update(*carry, *xs)
+            return (p, s), loss
+
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jax.vmap(noise)(jnp.arange(n)))
     else:
         def step(carry, _):
             p, s, k = carry
@@ -238,7 +254,45 @@ def _run_minibatch(params, key, X, *, logp, n, batch, rng="upfront"):
     return params, losses
 
 
+_MEDIAN_PAIRS = 16
+
+
+@partial(jax.jit, static_argnames=("logp", "n", "lr", "ksd"))
+def _run_svgd(x, *, logp, n, lr, ksd=False):
+    """n SVGD steps on particles ``x[p, d]`` in one scan; the loss is the KSD when ``ksd``."""
+    p = x.shape[0]
+    shifts = np.unique(np.linspace(1, p - 1, _MEDIAN_PAIRS).astype(int))
+    rows = np.repeat(np.arange(p), len(shifts))
+    cols = (rows + np.tile(shifts, p)) % p
+    score_fn = jax.vmap(jax.grad(logp))
+
+    def step(x, _):
+        score = score_fn(x)
+        sq_norm = jnp.sum(x**2, -1)
+        sq = jnp.maximum(sq_norm[:, None] + sq_norm[None, :] - 2.0 * x @ x.T, 0.0)
+        h = jnp.median(sq[rows, cols]) / jnp.log(p + 1.0)
+        h = jnp.where(h > 0, h, 1.0)
+        K = jnp.exp(-sq / h)
+        phi = (K @ score + (x * jnp.sum(K, 1, keepdims=True) - K @ x) * (2.0 / h)) / p
+        loss = jnp.zeros(())
+        if ksd:
+            sx = jnp.sum(score * x, 1)
+            cross = (sx[:, None] - score @ x.T) - (x @ score.T - sx[None, :])
+            u = K * (score @ score.T + (2.0 / h) * cross + 2.0 * x.shape[1] / h - 4.0 * sq / h**2)
+            loss = jnp.sqrt(jnp.maximum(jnp.sum(u) / p**2, 0.0))
+        return x + lr * phi, loss
+
+    return jax.lax.scan(step, x, None, length=n)
+
+
+def _svgd_start(c: Case):
+    eps = jax.random.normal(jax.random.PRNGKey(0), (cases.SVGD_PARTICLES, c.dim), jnp.float32)
+    return c.z0 + eps
+
+
 def _run_case(c: Case, method: str, n: int, rng: str = "upfront"):
+    if method == "svgd":
+        return _run_svgd(_svgd_start(c), logp=c.logp, n=n, lr=cases.SVGD_LR)
     if c.case == "minibatch":
         return _run_minibatch(_init(c, method), jax.random.PRNGKey(0), c.X, logp=c.logp, n=n,
                               batch=cases.MINIBATCH_BATCH, rng=rng)
@@ -258,9 +312,13 @@ def fit(c: Case, case: str, method: str, n: int):
 def extra(c: Case, case: str, method: str, n: int) -> dict:
     """The same loop with the PRNG key split inside every step (how much of the gap is the RNG)."""
     out = {}
+    if method == "svgd":
+        run = lambda: _run_svgd(_svgd_start(c), logp=c.logp, n=n, lr=cases.SVGD_LR, ksd=True)  # noqa: E731
+        jax.block_until_ready(run())
+        t = time.perf_counter()
+        jax.block_until_ready(run())
+        return {"ksd_warm_s": time.perf_counter() - t}
     for rng, name in (("split", "inloop_rng"), ("foldin", "foldin_rng")):
-        if rng == "foldin" and c.case == "minibatch":
-            continue  # (the minibatch loop has no fold_in variant)
         run = lambda: _run_case(c, method, n, rng=rng)  # noqa: E731
         t = time.perf_counter()
         jax.block_until_ready(run())
@@ -273,6 +331,9 @@ def extra(c: Case, case: str, method: str, n: int) -> dict:
 
 
 def draw(c: Case, params, case: str, draws: int) -> dict:
+    if not isinstance(params, dict):  # SVGD: the particles are the draws
+        out = jax.block_until_ready(c.constrain(params[:draws]))
+        return {v: np.asarray(out[v]).mean(0).tolist() for v in cases.REPORT_VARS[case]}
     eps = jax.random.normal(jax.random.PRNGKey(1), (draws, c.dim), jnp.float32)
     z, _ = _sample(params, eps)
     out = jax.block_until_ready(c.constrain(z))

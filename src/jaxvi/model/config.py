@@ -12,8 +12,10 @@ __all__ = ["enable_x64", "floatX", "prng_key", "enable_compilation_cache", "disa
 
 #: Environment variable: "0"/"off"/"false" turns the default persistent compilation cache off; a path moves it.
 CACHE_ENV = "JAXVI_COMPILATION_CACHE"
-#: Compiles faster than this are not written to the persistent cache (JAX's default is 1 s).
-CACHE_MIN_COMPILE_SECONDS = 0.1
+#: Compiles faster than this are not written to the persistent cache (JAX's default is 1 s). 0: every
+#: compiled program is kept (a cache hit costs ~2 ms; the tiny eager-op and PRNG programs of a fit
+#: cost XLA 5-120 ms each to compile, ~0.25 s in all per fresh process).
+CACHE_MIN_COMPILE_SECONDS = 0.0
 _cache_state = {"decided": False}
 
 

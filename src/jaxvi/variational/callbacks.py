@@ -191,7 +191,18 @@ class Tracker(Callback):
                 values = np.asarray(jax.vmap(at)(params_block))
             finally:
                 approx.vparams = saved
-            self._ahead[name] = (int(steps[0]), len(steps), values)
+            self._ahead[name] = (int(steps[0]), len(steps), list(values))  # rows: list indexing per record
+
+    @property
+    def records_blocks(self) -> bool:
+        """Whether every tracked value is a live value (prefetched per chunk, so :meth:`record_block` works)."""
+        return all(_live_getter(fn) is not None for fn in self.whatchdict.values())
+
+    def record_block(self, steps):
+        """:meth:`record` for each of ``steps`` (all within the last prefetched chunk)."""
+        for name in self.whatchdict:
+            first, _, rows = self._ahead[name]
+            self.hist[name].extend(rows[int(i) - first] for i in steps)
 
     def record(self, approx, hist, i):
         for name, fn in self.whatchdict.items():

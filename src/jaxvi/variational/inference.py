@@ -361,7 +361,8 @@ def _wrap_callbacks(approx, callbacks) -> list:
 
         prefetch = getattr(cb, "prefetch", None)
         prepare = None if prefetch is None else functools.partial(prefetch, approx)
-        out.append(engine.Observer(every, call, prepare))
+        block = cb.record_block if prepare is not None and getattr(cb, "records_blocks", False) else None
+        out.append(engine.Observer(every, call, prepare, block))
     return out
 
 

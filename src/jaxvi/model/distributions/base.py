@@ -25,6 +25,7 @@ from numpyro.distributions import constraints
 
 from jaxvi.model.nodes import Apply, Constant, Evaluator, Node, _aval, ancestors, as_node
 from jaxvi.model.variables import DataNode, FreeRV, MinibatchNode, ObservedRV, RandomVariable
+from jaxvi.model.config import use_default_compilation_cache
 from jaxvi.model.context import Model, _as_dims, _checked_array, modelcontext
 from jaxvi.model.transforms import biject_to, transform_suffix
 
@@ -131,6 +132,9 @@ class DistSpec:
             info["suffix"] = None if d.support.is_discrete else transform_suffix(d.support)
             return jnp.zeros(())
 
+        # numpyro validates constant parameters eagerly here (tiny XLA programs, ~25 ms each to
+        # compile: 0.6 s for an MvNormal's Cholesky factor): the persistent cache is on before that
+        use_default_compilation_cache()
         try:
             jax.eval_shape(probe, *[_aval(n) for n in nodes])
         except (ValueError, TypeError, ArithmeticError, IndexError) as exc:  # e.g. numpyro on empty parameters
