@@ -9,7 +9,22 @@ table ``benchmarks/accuracy.md``.
     python benchmarks/accuracy.py [--posteriors NAME ...] [--methods advi fullrank_advi ...]
                                   [--force] [--draws 10000] [--seed 0] [--report-only]
 
-Data: ``$JAXVI_POSTERIORDB``, else ``../shared/posteriordb`` next to the repository.
+Data: ``$JAXVI_POSTERIORDB``, else ``../shared/posteriordb`` next to the repository.  Besides the 20
+posteriordb posteriors, the 12 ``extra-*`` posteriors of ``models_extra.py`` (written for this suite, data
+simulated in the module) take part once their NUTS reference exists in ``benchmarks/reference/``
+(``make_references.py``).
+
+Defaults mode (``--defaults``): every posterior is fitted with ``jv.fit(method=m, random_seed=s)`` and
+nothing else, in float32 (x64 off; float data cast to float32), for ``--seeds`` (default 0 1 2) and the
+methods advi, fullrank_advi, lowrank_advi, pathfinder, dadvi, nfvi, svgd (and "auto" when
+``jaxvi.variational.inference.METHODS`` has it).  Fits run in ``--jobs`` persistent worker processes
+(``--fresh``: a new one per fit) with a ``--timeout`` per fit; a hang, crash or raised error is recorded
+as a miss.  Per fit: outcome (meets / miss / raised / timeout / crashed), scores, k-hat, every warning
+of the fit and the draws, ``approx.diagnostics``, gradient evaluations, seconds.  Cached in
+``accuracy.json["defaults"]`` under a fingerprint of the library's last ``src`` commit and uncommitted
+diff, so a library change refits.
+
+    python benchmarks/accuracy.py --defaults [--posteriors ...] [--methods ...] [--seeds 0 1 2] [--jobs 1]
 
 Settings (documented in the report as well):
 * float64 (``jv.enable_x64()``): several posteriors (kilpisjarvi: corr -0.99998, x about 4000;
@@ -907,6 +922,20 @@ def defaults_lines(db, posteriors) -> list[str]:
         out.append(f"| {m} | {n} | {meets}/{n} ({100 * meets / n:.0f}%) | {two} | {raised} | {hung} | {warned} | "
                    f"{len(quiet)} | {_fmt(_median([r.get('seconds') for _, r in rs]), 1)} | "
                    f"{_fmt(_median([r.get('grad_evals') for _, r in rs]), 0)} |")
+    symbol = {"meets": "+", "raised": "E", "timeout": "T", "crashed": "T"}
+    out += ["", "Per posterior, one symbol per seed (in seed order): **+** meets the target, **w** misses with a warning, "
+            "**S** misses silently, **E** raised, **T** timed out or crashed.", "",
+            "| posterior | d | " + " | ".join(methods) + " |", "|---|---:|" + "---|" * len(methods)]
+    for p in posteriors:
+        if p not in res:
+            continue
+        cells, d_p = [], ""
+        for m in methods:
+            rs = [res[p].get(m, {}).get(str(sd)) for sd in seeds]
+            d_p = d_p or next((r.get("n_params") for r in rs if r and r.get("n_params")), "")
+            cells.append("".join("." if r is None else symbol.get(r["outcome"], "w" if r.get("warnings") else "S")
+                                 for r in rs))
+        out.append(f"| {p} | {d_p} | " + " | ".join(cells) + " |")
     out += ["", f"### Misses without a warning or error ({len(silent)})", "",
             "The issue's goal is that this table is empty: every miss should be announced.", ""]
     if silent:

@@ -92,3 +92,20 @@ def test_reference_file(name):
     assert cov.shape == (len(names), len(names))
     np.testing.assert_allclose(np.sqrt(np.diag(cov)), sds, rtol=1e-6)
     assert ref["n_draws"] >= 4 * 4000 and ref["nuts"]["chains"] == 4
+
+
+def test_defaults_report_lists_only_silent_misses():
+    import accuracy
+
+    def rec(seed, outcome, warns=(), frac=0.5):
+        return {"seed": seed, "outcome": outcome, "warnings": [{"class": w, "message": "m"} for w in warns],
+                "frac_good": frac, "max_std_mean_err": 0.5, "min_sd_ratio": 0.5, "max_sd_ratio": 1.0, "khat": 0.3,
+                "seconds": 1.0, "grad_evals": 100}
+
+    res = {"p1": {"advi": {"0": rec(0, "miss"), "1": rec(1, "miss", ["KhatWarning"]), "2": rec(2, "meets", frac=1.0)}},
+           "p2": {"advi": {"0": rec(0, "meets", frac=1.0), "1": rec(1, "meets", frac=1.0),
+                           "2": {"seed": 2, "outcome": "raised", "error_class": "ValueError", "error": "bad", "stage": "fit"}}}}
+    text = "\n".join(accuracy.defaults_lines({"defaults": {"results": res}}, ["p1", "p2"]))
+    assert "| advi | 6 | 3/6 (50%) | 1/2 | 1 | 0 | 1 | 1 |" in text  # p2 meets in 2 of 3 seeds, p1 in 1
+    assert "### Misses without a warning or error (1)" in text
+    assert "| p1 | advi | 0 | 50 |" in text and "| p1 | advi | 1 |" not in text
