@@ -487,7 +487,10 @@ def write_report(db: dict, posteriors, methods):
              "quantile coverage in `benchmarks/accuracy.json`.  Reference posteriors: posteriordb "
              "(Magnusson, Bürkner & Vehtari, https://github.com/stan-dev/posteriordb, BSD-3; see "
              "`benchmarks/posteriordb/README.md`), plus two radon posteriors whose references were computed by "
-             "quadrature for this suite.", ""]
+             "quadrature for this suite.  The `extra-*` posteriors (`benchmarks/models_extra.py`: GLMs, a GLMM, hierarchies, "
+             "badly scaled and correlated regressions, an ODE, an HMM, heavy-tailed priors, a robust regression) were "
+             "written for this suite; their references are long NUTS runs (`benchmarks/make_references.py`, "
+             "`benchmarks/reference/`: float64, 4 chains, R-hat <= 1.01 and bulk ESS >= 4000 for every parameter).", ""]
     m = meta.get("machine", {})
     if m:
         v = m.get("versions", {})
