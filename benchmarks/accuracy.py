@@ -755,8 +755,11 @@ def defaults_worker():
     """Child process: read one JSON task per line on stdin, answer one ``RESULT {json}`` line per task."""
     import jax
 
+    import jaxvi
+
     if jax.config.jax_enable_x64:
         raise SystemExit("the defaults mode runs in float32: x64 must be off")
+    lib = {**library_fingerprint(), "file": jaxvi.__file__}
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -767,6 +770,7 @@ def defaults_worker():
             r = {"posterior": task["posterior"], "method": task["method"], "seed": task["seed"], "outcome": "raised",
                  "stage": "harness", "error_class": type(exc).__name__, "error": str(exc)[:500],
                  "traceback": traceback.format_exc()[-1500:]}
+        r["library"] = lib  # the jaxvi this worker imported (the parent checks it is the one it fingerprinted)
         jax.clear_caches()
         sys.stdout.write("RESULT " + json.dumps(r, default=_jsonable) + "\n")
         sys.stdout.flush()
@@ -782,6 +786,8 @@ class _Worker:
         self.log = open(log_path, "a")
         env = dict(os.environ)
         env.pop("JAX_ENABLE_X64", None)
+        # the child runs in benchmarks/: a relative PYTHONPATH (PYTHONPATH=src) would silently import another jaxvi
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=HERE)
         self.lines = queue.Queue()
@@ -857,6 +863,8 @@ def run_defaults(db, posteriors, methods, seeds, draws, jobs, timeout, force, fr
             if r["outcome"] == "no_reference":
                 print(f"{task['posterior']:50s} {task['method']:14s} seed {task['seed']} skipped: {r['error']}", flush=True)
                 continue
+            if "library" in r and {k: r["library"][k] for k in lib} != lib:
+                raise RuntimeError(f"the worker imported another jaxvi ({r['library']}) than the parent ({lib})")
             if r["outcome"] in ("timeout", "crashed"):
                 worker = None
                 r.update(posterior=task["posterior"], method=task["method"], seed=task["seed"],
