@@ -109,3 +109,20 @@ def test_defaults_report_lists_only_silent_misses():
     assert "| advi | 6 | 3/6 (50%) | 1/2 | 1 | 0 | 1 | 1 |" in text  # p2 meets in 2 of 3 seeds, p1 in 1
     assert "### Misses without a warning or error (1)" in text
     assert "| p1 | advi | 0 | 50 |" in text and "| p1 | advi | 1 |" not in text
+
+
+def test_hier_noncentered_reference_matches_quadrature():
+    """(mu, tau) of the non-centred hierarchy by 2-D quadrature (theta integrated out analytically) vs the NUTS reference."""
+    d = mx.data_hier_noncentered()
+    M, T = np.meshgrid(np.linspace(-30, 40, 351), np.linspace(1e-4, 40, 501), indexing="ij")
+    lp = stats.norm.logpdf(M, 0, 5) + stats.halfnorm.logpdf(T, scale=5)
+    for y, s in zip(d["y"], d["s"]):  # y_j | mu, tau ~ Normal(mu, sqrt(tau^2 + s_j^2))
+        lp += stats.norm.logpdf(y, M, np.sqrt(T**2 + s**2))
+    w = np.exp(lp - lp.max())
+    w /= w.sum()
+    ref = mx.load_reference("extra-hier_noncentered")["parameters"]
+    for name, X in (("mu", M), ("tau", T)):
+        mean = (w * X).sum()
+        sd = np.sqrt((w * (X - mean) ** 2).sum())
+        assert abs(ref[name]["mean"] - mean) < 0.05 * sd, name  # the reference's Monte Carlo error is ~0.01 sd
+        assert ref[name]["sd"] == pytest.approx(sd, rel=0.03), name
