@@ -69,7 +69,8 @@ scaling: install
 
 ## accuracy of the VI methods on posteriordb reference posteriors -> benchmarks/accuracy.md and .json
 ## (restartable: finished (posterior, method) pairs are cached in accuracy.json; data from
-## $JAXVI_POSTERIORDB or ../shared/posteriordb; e.g. make accuracy ACCURACY_ARGS="--methods advi --force")
+## $JAXVI_POSTERIORDB or ../shared/posteriordb; e.g. make accuracy ACCURACY_ARGS="--methods advi --force"; the defaults
+## mode, jv.fit(method=m) only in float32: make accuracy ACCURACY_ARGS="--defaults --seeds 0 --jobs 2")
 ACCURACY_ARGS ?=
 .PHONY: accuracy
 accuracy: install

@@ -9,7 +9,22 @@ table ``benchmarks/accuracy.md``.
     python benchmarks/accuracy.py [--posteriors NAME ...] [--methods advi fullrank_advi ...]
                                   [--force] [--draws 10000] [--seed 0] [--report-only]
 
-Data: ``$JAXVI_POSTERIORDB``, else ``../shared/posteriordb`` next to the repository.
+Data: ``$JAXVI_POSTERIORDB``, else ``../shared/posteriordb`` next to the repository.  Besides the 20
+posteriordb posteriors, the 12 ``extra-*`` posteriors of ``models_extra.py`` (written for this suite, data
+simulated in the module) take part once their NUTS reference exists in ``benchmarks/reference/``
+(``make_references.py``).
+
+Defaults mode (``--defaults``): every posterior is fitted with ``jv.fit(method=m, random_seed=s)`` and
+nothing else, in float32 (x64 off; float data cast to float32), for ``--seeds`` (default 0 1 2) and the
+methods advi, fullrank_advi, lowrank_advi, pathfinder, dadvi, nfvi, svgd (and "auto" when
+``jaxvi.variational.inference.METHODS`` has it).  Fits run in ``--jobs`` persistent worker processes
+(``--fresh``: a new one per fit) with a ``--timeout`` per fit; a hang, crash or raised error is recorded
+as a miss.  Per fit: outcome (meets / miss / raised / timeout / crashed), scores, k-hat, every warning
+of the fit and the draws, ``approx.diagnostics``, gradient evaluations, seconds.  Cached in
+``accuracy.json["defaults"]`` under a fingerprint of the library's last ``src`` commit and uncommitted
+diff, so a library change refits.
+
+    python benchmarks/accuracy.py --defaults [--posteriors ...] [--methods ...] [--seeds 0 1 2] [--jobs 1]
 
 Settings (documented in the report as well):
 * float64 (``jv.enable_x64()``): several posteriors (kilpisjarvi: corr -0.99998, x about 4000;
@@ -38,6 +53,7 @@ import json
 import math
 import os
 import subprocess
+import tempfile
 import sys
 import time
 import traceback
@@ -471,7 +487,10 @@ def write_report(db: dict, posteriors, methods):
              "quantile coverage in `benchmarks/accuracy.json`.  Reference posteriors: posteriordb "
              "(Magnusson, Bürkner & Vehtari, https://github.com/stan-dev/posteriordb, BSD-3; see "
              "`benchmarks/posteriordb/README.md`), plus two radon posteriors whose references were computed by "
-             "quadrature for this suite.", ""]
+             "quadrature for this suite.  The `extra-*` posteriors (`benchmarks/models_extra.py`: GLMs, a GLMM, hierarchies, "
+             "badly scaled and correlated regressions, an ODE, an HMM, heavy-tailed priors, a robust regression) were "
+             "written for this suite; their references are long NUTS runs (`benchmarks/make_references.py`, "
+             "`benchmarks/reference/`: float64, 4 chains, R-hat <= 1.01 and bulk ESS >= 4000 for every parameter).", ""]
     m = meta.get("machine", {})
     if m:
         v = m.get("versions", {})
@@ -483,7 +502,9 @@ def write_report(db: dict, posteriors, methods):
     lines += [f"- methods: {', '.join(methods)}"
               + (f"; not available in `jaxvi.inference.METHODS` at run time (skipped): {', '.join(unknown)}"
                  if unknown else ""), ""]
-    lines += summary_lines(res, posteriors, methods)
+    tuned = [p for p in posteriors if p in res]
+    lines += summary_lines(res, tuned, methods)
+    lines += defaults_lines(db, posteriors)
     lines += ["## Settings", "",
               f"- float64 throughout (`jv.enable_x64()`): kilpisjarvi (x about 4000, corr -0.99998), earnings (dollars) "
               "and the GP Cholesky with 1e-10 jitter are beyond float32.",
@@ -570,6 +591,393 @@ def write_report(db: dict, posteriors, methods):
         f.write("\n".join(lines))
 
 
+# -- defaults mode (--defaults): jv.fit(method=m, random_seed=s) and nothing else, float32 -------------------
+DEFAULTS_METHODS = ["advi", "fullrank_advi", "lowrank_advi", "pathfinder", "dadvi", "nfvi", "svgd"]
+DEFAULTS_SEEDS = [0, 1, 2]
+DEFAULTS_TIMEOUT = 600  # seconds per fit (building, compiling, fitting, drawing); longer counts as a miss
+KLQP_METHODS = ("advi", "fullrank_advi", "lowrank_advi", "nfvi")
+
+
+def all_posteriors() -> list[str]:
+    import models_extra as mx
+    import posteriordb as pdb
+
+    return [*pdb.POSTERIORS, *mx.POSTERIORS]
+
+
+def source(name: str):
+    """The module holding posterior ``name``: benchmarks/posteriordb or models_extra (same interface)."""
+    import models_extra as mx
+    import posteriordb as pdb
+
+    return mx if name in mx.POSTERIORS else pdb
+
+
+def library_fingerprint() -> dict:
+    """The imported jaxvi's git commit and a hash of its uncommitted changes (so a library change refits)."""
+    import jaxvi
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(jaxvi.__file__)))
+
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], capture_output=True, text=True, cwd=src, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return "n/a"
+
+    # the last commit that touched the library's source (benchmark commits do not invalidate the cache)
+    return {"commit": git("log", "-1", "--format=%H", "--", ".").strip(), "dirty": hashlib.sha1(git("diff", "HEAD", "--", ".").encode()).hexdigest()[:12]}
+
+
+def defaults_fingerprint(lib: dict, draws: int) -> str:
+    blob = json.dumps({"lib": lib, "draws": draws, "v": 1}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _jsonable(x, depth=0):
+    """A JSON-friendly copy of a diagnostics record (NamedTuples, dataclasses, arrays, numbers)."""
+    import dataclasses
+
+    if depth > 6:
+        return repr(x)[:200]
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, (int, float, np.integer, np.floating)):
+        v = float(x) if isinstance(x, (float, np.floating)) else int(x)
+        return v if not isinstance(v, float) or math.isfinite(v) else str(v)
+    if hasattr(x, "_asdict"):
+        return _jsonable(x._asdict(), depth + 1)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return _jsonable({f.name: getattr(x, f.name) for f in dataclasses.fields(x)}, depth + 1)
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v, depth + 1) for v in x[:50]]
+    try:
+        a = np.asarray(x)
+    except Exception:  # noqa: BLE001 - anything else: its repr
+        return repr(x)[:200]
+    if a.dtype.kind in "biuf" and a.size <= 50:
+        return _jsonable(a.tolist(), depth + 1)
+    if a.dtype.kind in "biuf":
+        return {"shape": list(a.shape), "min": float(np.nanmin(a)), "max": float(np.nanmax(a))}
+    return repr(x)[:200]
+
+
+def _warning_list(ws) -> list[dict]:
+    return [{"class": w.category.__name__, "message": str(w.message)[:400]} for w in ws]
+
+
+def _float32_data(d: dict) -> dict:
+    """posteriordb data as a user would have them without x64: float arrays as float32."""
+    return {k: (np.asarray(v, dtype=np.float32) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+            for k, v in d.items()}
+
+
+def build_float32(name: str):
+    import models_extra as mx
+    import posteriordb as pdb
+
+    if name in mx.POSTERIORS:
+        return mx.build_model(name, dtype=np.float32)
+    return pdb.build_model(name, data=_float32_data(pdb.load_data(name)))
+
+
+def defaults_fit(name: str, method: str, seed: int, draws: int) -> dict:
+    """One defaults-mode fit, in float32 (this process must not have x64 on): the result record."""
+    import warnings
+
+    import jax
+
+    import jaxvi as jv
+
+    src = source(name)
+    t0 = time.perf_counter()
+    out = {"posterior": name, "method": method, "seed": seed}
+    try:
+        src.load_reference(name)
+    except FileNotFoundError as exc:  # not a fit outcome: not stored, run again once the reference exists
+        return {**out, "outcome": "no_reference", "error": str(exc)}
+    with warnings.catch_warnings(record=True) as wb:
+        warnings.simplefilter("always")
+        try:
+            model = build_float32(name)
+            cm = model.compile()
+            lp0 = float(jax.jit(cm.logp)(cm.initial_point()))
+            if not math.isfinite(lp0):
+                raise FloatingPointError(f"the float32 log density is {lp0} at the initial point")
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be built in float32 is a miss that raised
+            out.update(outcome="raised", stage="build", error_class=type(exc).__name__, error=str(exc)[:500],
+                       build_warnings=_warning_list(wb), seconds=time.perf_counter() - t0)
+            return out
+    out["build_warnings"] = _warning_list(wb)
+    out["n_params"] = int(cm.size)
+    approx = None
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter("always")
+        try:
+            with model:
+                approx = jv.fit(method=method, random_seed=seed)
+            t1 = time.perf_counter()
+            idata = approx.sample(draws, random_seed=seed + 1)
+            X = flatten_draws(src, idata, src.load_reference(name)["param_names"])
+        except Exception as exc:  # noqa: BLE001 - a raised error is a recorded outcome
+            out.update(outcome="raised", stage="fit" if approx is None else "draws", error_class=type(exc).__name__,
+                       error=str(exc)[:500])
+    out["warnings"] = _warning_list(ws)
+    out["seconds"] = time.perf_counter() - t0
+    if approx is not None:
+        hist = np.asarray(getattr(approx, "hist", np.zeros(0)))
+        out["steps"] = int(hist.size)
+        n_grad, how = getattr(approx, "n_grad_evals", None), "reported"
+        if n_grad is None and method in KLQP_METHODS:
+            n_grad, how = hist.size, "steps x 1 draw"
+        elif n_grad is None and method == "svgd":
+            n_grad, how = hist.size * 100, "steps x 100 particles"
+        start_info = getattr(approx, "start_info", None)
+        if n_grad is not None and start_info and "n_grad_evals" in start_info and how != "reported":
+            n_grad += int(start_info["n_grad_evals"])
+        out["grad_evals"] = None if n_grad is None else int(n_grad)
+        out["grad_evals_source"] = how if n_grad is not None else None
+        out["khat"] = None if getattr(approx, "khat", None) is None else float(approx.khat)
+        out["diagnostics"] = _jsonable(getattr(approx, "diagnostics", None) or {})
+    if "outcome" in out:
+        return out
+    out["fit_seconds"] = t1 - t0
+    s = score(src, name, src.load_reference(name), X)
+    s.pop("per_param")
+    out.update(s)
+    out["outcome"] = "meets" if s["frac_good"] >= TARGET_FRAC else "miss"
+    return out
+
+
+def defaults_worker():
+    """Child process: read one JSON task per line on stdin, answer one ``RESULT {json}`` line per task."""
+    import jax
+
+    import jaxvi
+
+    if jax.config.jax_enable_x64:
+        raise SystemExit("the defaults mode runs in float32: x64 must be off")
+    lib = {**library_fingerprint(), "file": jaxvi.__file__}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        task = json.loads(line)
+        try:
+            r = defaults_fit(task["posterior"], task["method"], task["seed"], task["draws"])
+        except Exception as exc:  # noqa: BLE001 - scoring/bookkeeping failure: still one record
+            r = {"posterior": task["posterior"], "method": task["method"], "seed": task["seed"], "outcome": "raised",
+                 "stage": "harness", "error_class": type(exc).__name__, "error": str(exc)[:500],
+                 "traceback": traceback.format_exc()[-1500:]}
+        r["library"] = lib  # the jaxvi this worker imported (the parent checks it is the one it fingerprinted)
+        jax.clear_caches()
+        sys.stdout.write("RESULT " + json.dumps(r, default=_jsonable) + "\n")
+        sys.stdout.flush()
+
+
+class _Worker:
+    """A persistent ``accuracy.py --worker`` child; a task that hangs past the timeout or kills it is recorded."""
+
+    def __init__(self, log_path):
+        import queue
+        import threading
+
+        self.log = open(log_path, "a")
+        env = dict(os.environ)
+        env.pop("JAX_ENABLE_X64", None)
+        # the child runs in benchmarks/: a relative PYTHONPATH (PYTHONPATH=src) would silently import another jaxvi
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, cwd=HERE)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            if line.startswith("RESULT "):
+                self.lines.put(line[len("RESULT "):])
+        self.lines.put(None)  # EOF: the child ended
+
+    def run(self, task: dict, timeout: float) -> dict | None:
+        """The task's record, or None when the child hung (killed) or died."""
+        import queue
+
+        self.proc.stdin.write(json.dumps(task) + "\n")
+        self.proc.stdin.flush()
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            self.close(kill=True)
+            return {"outcome": "timeout", "error_class": "Timeout", "error": f"no result after {timeout:.0f} s"}
+        if line is None:
+            code = self.proc.wait()
+            return {"outcome": "crashed", "error_class": "Crash", "error": f"the worker process exited with {code}"}
+        return json.loads(line)
+
+    def close(self, kill=False):
+        if self.proc.poll() is None:
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.stdin.close()
+            self.proc.wait()
+        self.log.close()
+
+
+def run_defaults(db, posteriors, methods, seeds, draws, jobs, timeout, force, fresh):
+    """Fit every (posterior, method, seed) in ``jobs`` worker processes; results cached in db["defaults"]."""
+    import threading
+
+    lib = library_fingerprint()
+    fp = defaults_fingerprint(lib, draws)
+    store = db.setdefault("defaults", {}).setdefault("results", {})
+    db["defaults"]["library"] = lib
+    todo = []
+    for p in posteriors:  # by posterior: a worker keeps one posterior's compiled helpers warm only within it
+        for s in seeds:
+            for m in methods:
+                cached = store.get(p, {}).get(m, {}).get(str(s))
+                if cached is not None and cached.get("fingerprint") == fp and not force:
+                    continue
+                todo.append({"posterior": p, "method": m, "seed": s, "draws": draws})
+    print(f"defaults mode: {len(todo)} fits to run ({jobs} worker(s), timeout {timeout} s), library {lib}", flush=True)
+    lock = threading.Lock()
+    log_path = os.path.join(tempfile.gettempdir(), "jaxvi_accuracy_defaults_worker.log")  # the workers' stderr
+
+    def loop():
+        worker = None
+        last = None
+        while True:
+            with lock:
+                if not todo:
+                    break
+                task = todo.pop(0)
+            if worker is None or fresh or task["posterior"] != last:
+                if worker is not None:
+                    worker.close()
+                worker = _Worker(log_path)
+            last = task["posterior"]
+            t0 = time.perf_counter()
+            r = worker.run(task, timeout)
+            if r["outcome"] == "no_reference":
+                print(f"{task['posterior']:50s} {task['method']:14s} seed {task['seed']} skipped: {r['error']}", flush=True)
+                continue
+            if "library" in r and {k: r["library"][k] for k in lib} != lib:
+                raise RuntimeError(f"the worker imported another jaxvi ({r['library']}) than the parent ({lib})")
+            if r["outcome"] in ("timeout", "crashed"):
+                worker = None
+                r.update(posterior=task["posterior"], method=task["method"], seed=task["seed"],
+                         seconds=time.perf_counter() - t0, warnings=[])
+            r["fingerprint"] = fp
+            with lock:
+                store.setdefault(task["posterior"], {}).setdefault(task["method"], {})[str(task["seed"])] = r
+                save_json(db)
+            extra = (f"max_e={_fmt(r.get('max_std_mean_err'))} r=[{_fmt(r.get('min_sd_ratio'))}, "
+                     f"{_fmt(r.get('max_sd_ratio'))}]" if "frac_good" in r else
+                     f"{r.get('error_class')}: {str(r.get('error'))[:100]}")
+            print(f"{task['posterior']:50s} {task['method']:14s} seed {task['seed']} {r['outcome']:8s} {extra} "
+                  f"warnings={len(r.get('warnings', []))} {r.get('seconds', 0):.1f}s", flush=True)
+        if worker is not None:
+            worker.close()
+
+    threads = [threading.Thread(target=loop) for _ in range(max(1, jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None]
+    return float(np.median(xs)) if xs else None
+
+
+def defaults_lines(db, posteriors) -> list[str]:
+    d = db.get("defaults", {})
+    res = d.get("results", {})
+    if not res:
+        return []
+    methods = [m for m in [*DEFAULTS_METHODS, "auto"] if any(m in res.get(p, {}) for p in posteriors)]
+    lib = d.get("library", {})
+    recs = [r for p in posteriors for m in methods for r in res.get(p, {}).get(m, {}).values()]
+    seeds = sorted({r["seed"] for r in recs})
+    out = ["## Defaults", "",
+           f"Every posterior ({len([p for p in posteriors if p in res])} run) fitted with `jv.fit(method=m, "
+           f"random_seed=s)` and nothing else (no `n`, optimizer or start), in float32 (no `enable_x64`; float data cast "
+           f"to float32), seeds {', '.join(map(str, seeds))}, each fit in a worker process with a "
+           f"{DEFAULTS_TIMEOUT} s timeout (a hang or crash is a miss).  jaxvi commit `{lib.get('commit', 'n/a')[:10]}` "
+           f"(uncommitted-diff hash {lib.get('dirty', 'n/a')}).  *meets*: at least {100 * TARGET_FRAC:.0f}% of the "
+           "parameters with e <= 0.1 and r in [0.9, 1.1], from 10,000 draws.  *raised*: the build, the fit or the draws "
+           "raised (a float32 model that cannot be built or evaluated counts here).  *warned*: a miss during whose fit "
+           "or draws at least one warning was raised.", "",
+           "| method | fits | meets (posterior, seed) | posteriors meeting in >= 2 of 3 seeds | raised | timeout/crash | "
+           "miss, warned | miss, silent | median s | median grads |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    silent = []
+    for m in methods:
+        rs = [(p, r) for p in posteriors for r in res.get(p, {}).get(m, {}).values()]
+        if not rs:
+            continue
+        n = len(rs)
+        meets = sum(r["outcome"] == "meets" for _, r in rs)
+        raised = sum(r["outcome"] == "raised" for _, r in rs)
+        hung = sum(r["outcome"] in ("timeout", "crashed") for _, r in rs)
+        warned = sum(r["outcome"] == "miss" and bool(r.get("warnings")) for _, r in rs)
+        quiet = [(p, r) for p, r in rs if r["outcome"] == "miss" and not r.get("warnings")]
+        silent += [(p, m, r) for p, r in quiet]
+        per_post = {}
+        for p, r in rs:
+            per_post.setdefault(p, []).append(r["outcome"] == "meets")
+        full = [p for p, v in per_post.items() if len(v) >= 3]
+        two = (f"{sum(sum(per_post[p]) >= 2 for p in full)}/{len(full)}" if full else "n/a (< 3 seeds)")
+        out.append(f"| {m} | {n} | {meets}/{n} ({100 * meets / n:.0f}%) | {two} | {raised} | {hung} | {warned} | "
+                   f"{len(quiet)} | {_fmt(_median([r.get('seconds') for _, r in rs]), 1)} | "
+                   f"{_fmt(_median([r.get('grad_evals') for _, r in rs]), 0)} |")
+    symbol = {"meets": "+", "raised": "E", "timeout": "T", "crashed": "T"}
+    out += ["", "Per posterior, one symbol per seed (in seed order): **+** meets the target, **w** misses with a warning, "
+            "**S** misses silently, **E** raised, **T** timed out or crashed.", "",
+            "| posterior | d | " + " | ".join(methods) + " |", "|---|---:|" + "---|" * len(methods)]
+    for p in posteriors:
+        if p not in res:
+            continue
+        cells, d_p = [], ""
+        for m in methods:
+            rs = [res[p].get(m, {}).get(str(sd)) for sd in seeds]
+            d_p = d_p or next((r.get("n_params") for r in rs if r and r.get("n_params")), "")
+            cells.append("".join("." if r is None else symbol.get(r["outcome"], "w" if r.get("warnings") else "S")
+                                 for r in rs))
+        out.append(f"| {p} | {d_p} | " + " | ".join(cells) + " |")
+    out += ["", f"### Misses without a warning or error ({len(silent)})", "",
+            "The issue's goal is that this table is empty: every miss should be announced.", ""]
+    if silent:
+        out += ["| posterior | method | seed | %good | max e | r min | r max | k-hat |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for p, m, r in sorted(silent, key=lambda t: (t[1], t[0], t[2]["seed"])):
+            out.append(f"| {p} | {m} | {r['seed']} | {100 * r['frac_good']:.0f} | {_fmt(r['max_std_mean_err'])} | "
+                       f"{_fmt(r['min_sd_ratio'])} | {_fmt(r['max_sd_ratio'])} | {_fmt(r.get('khat'))} |")
+    else:
+        out.append("none")
+    # which warnings the warned misses got, and which errors were raised
+    classes, errors = {}, {}
+    for p in posteriors:
+        for m in methods:
+            for r in res.get(p, {}).get(m, {}).values():
+                if r["outcome"] == "miss":
+                    for c in sorted({w["class"] for w in r.get("warnings", [])}):
+                        classes.setdefault(c, []).append(f"{p} {m} {r['seed']}")
+                if r["outcome"] in ("raised", "timeout", "crashed"):
+                    errors.setdefault(f"{r.get('stage', r['outcome'])}: {r.get('error_class')}", []).append(
+                        (p, m, r["seed"], str(r.get("error", ""))[:160]))
+    if classes:
+        out += ["", "Warnings raised in the misses that had one (class: number of misses):", ""]
+        out += [f"- `{c}`: {len(v)}" for c, v in sorted(classes.items(), key=lambda kv: -len(kv[1]))]
+    if errors:
+        out += ["", "Errors (stage: class: number; first message):", ""]
+        out += [f"- {k}: {len(v)} (e.g. {v[0][0]} / {v[0][1]} / seed {v[0][2]}: {v[0][3]})"
+                for k, v in sorted(errors.items(), key=lambda kv: -len(kv[1]))]
+    out.append("")
+    return out
+
+
 # -- main ---------------------------------------------------------------------------------------------------------------
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -580,18 +988,46 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--out", default=None, help="write OUT.json and OUT.md instead of benchmarks/accuracy.*")
+    ap.add_argument("--defaults", action="store_true",
+                    help="defaults mode: jv.fit(method=m, random_seed=s) only, float32, seeds --seeds")
+    ap.add_argument("--seeds", nargs="*", type=int, default=None, help="defaults mode seeds (default 0 1 2)")
+    ap.add_argument("--jobs", type=int, default=1, help="defaults mode: worker processes in parallel")
+    ap.add_argument("--timeout", type=float, default=DEFAULTS_TIMEOUT, help="defaults mode: seconds per fit")
+    ap.add_argument("--fresh", action="store_true", help="defaults mode: a fresh worker process for every fit")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker:
+        return defaults_worker()
     global JSON_PATH, MD_PATH
     if args.out:
         JSON_PATH, MD_PATH = args.out + ".json", args.out + ".md"
 
     import jaxvi as jv
-
-    jv.enable_x64()
+    import models_extra as mx
     import posteriordb as pdb
     from jaxvi.variational.inference import METHODS
 
-    posteriors = args.posteriors or pdb.POSTERIORS
+    known = all_posteriors()
+    bad = [p for p in args.posteriors or [] if p not in known]
+    if bad:
+        ap.error(f"unknown posteriors {bad}; known: {', '.join(known)}")
+    if args.defaults:
+        posteriors = args.posteriors or known
+        wanted = args.methods or DEFAULTS_METHODS + ["auto"]
+        methods = [m for m in wanted if m in METHODS]
+        db = load_json()
+        if not args.report_only:
+            run_defaults(db, posteriors, methods, args.seeds if args.seeds is not None else DEFAULTS_SEEDS,
+                         args.draws, args.jobs, args.timeout, args.force, args.fresh)
+            save_json(db)
+        write_report(db, [p for p in known if p in db.get("results", {}) or p in db.get("defaults", {}).get("results", {})],
+                     db.get("meta", {}).get("methods", DEFAULT_METHODS))
+        print(f"wrote {MD_PATH} and {JSON_PATH}")
+        return None
+
+    jv.enable_x64()
+    # the extra models take part once their reference exists (make_references.py)
+    posteriors = args.posteriors or [*pdb.POSTERIORS, *[p for p in mx.POSTERIORS if mx.reference_path(p).exists()]]
     wanted = args.methods or DEFAULT_METHODS + OPTIONAL_METHODS
     methods = [m for m in wanted if m in METHODS]
     unavailable = [m for m in wanted if m not in METHODS]
@@ -620,7 +1056,7 @@ def main(argv=None):
                     print(f"{p:50s} {meth:14s} cached", flush=True)
                     continue
                 try:
-                    r = run_one(pdb, jv, p, meth, args.draws, args.seed)
+                    r = run_one(source(p), jv, p, meth, args.draws, args.seed)
                 except Exception as exc:  # keep going: one failure is one row of the table
                     traceback.print_exc()
                     r = {"error": f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]}
@@ -638,7 +1074,8 @@ def main(argv=None):
                           f"{r['total_seconds']:.1f}s", flush=True)
     if not args.report_only:
         save_json(db)
-    write_report(db, pdb.POSTERIORS, db["meta"]["methods"])
+    write_report(db, [p for p in known if p in db["results"] or p in db.get("defaults", {}).get("results", {})],
+                 db["meta"]["methods"])
     print(f"wrote {MD_PATH} and {JSON_PATH}")
 
 
