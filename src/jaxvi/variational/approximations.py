@@ -210,11 +210,15 @@ class Approximation:
 
         cm, key = self.cm, self._derived_key(4)
         base = self._start_point(None)
+        self.start_pending = False
+        if not np.isfinite(float(cm.logp_jit(base, cm.data))):
+            # a log density that is not finite at the initial point: no search (PyMC's start, and the fit's own
+            # error names the variable and the step)
+            return self.family.init(base, self._start_sigma(start_sigma))
         noise = jax.random.uniform(key, (num_paths - 1, cm.size), cm.dtype, -jitter, jitter)
         x0s = jnp.concatenate([base[None], base + noise])
         x0s = checked_initial_points(cm, x0s, cm.data, jax.random.fold_in(key, 1), jitter, base, 20)
         params = start_params(self, "auto", start_sigma, key=jax.random.fold_in(key, 2), x0s=x0s)
-        self.start_pending = False
         diagnostics.record_start(self)
         return params
 
