@@ -707,8 +707,19 @@ class Pathfinder(Inference):
         approx.khat, approx.khat_draws = khat, int(lr.size)
         approx.n_grad_evals = self.n_grad_evals
         approx.pathfinder = self
+        ess = diagnostics.importance_ess(lw) if self.num_paths > 1 and self.importance else None
+        approx.diagnostics = {"khat": khat, "ess": ess}
         if khat > diagnostics.KHAT_THRESHOLD:
             warnings.warn(diagnostics.khat_message(khat, "Pathfinder"), diagnostics.KhatWarning, stacklevel=2)
+        elif ess is not None and (ess < diagnostics.MIN_IMPORTANCE_ESS or khat > diagnostics.IMPORTANCE_KHAT):
+            # the draws are the importance-sampling estimate itself: with few effective draws or k-hat above 0.5
+            # (where PSIS converges slowly) their means can be 0.1 sd off with no k-hat warning
+            warnings.warn(f"Pathfinder's {self.num_draws} draws are resampled from {lr.size} path draws with k-hat "
+                          f"{khat:.2f} and an effective sample size of {ess:.0f}: above k-hat 0.5 or below "
+                          f"{diagnostics.MIN_IMPORTANCE_ESS} effective draws the resampled means and sds can be about "
+                          "0.1 posterior sds off. Try more draws (draws_per_path=, num_paths=) or a fitted family "
+                          "(method='fullrank_advi', method='auto'). See approx.diagnostics['ess'].",
+                          diagnostics.EssWarning, stacklevel=2)
         self.approx = approx
         return approx
 
