@@ -78,6 +78,28 @@ def _build_nuts_fns(cm, tune, chunk, dense, target_accept, options):
     return jax.jit(jax.vmap(init_one, in_axes=(0, 0, None, None))), jax.jit(run_chunk)
 
 
+def dispersed_points(cm: CompiledModel, base, key, n: int, jitter: float, include_base: bool = False):
+    """``n`` starting points ``base`` + uniform(-jitter, jitter) noise with a finite log density and gradient.
+
+    Points that are not finite are re-drawn (``checked_initial_points``); when that fails at ``jitter`` the
+    noise shrinks (jitter / 4, / 16) before the last resort, ``base`` itself (a model with predictors in the
+    thousands overflows exp() two units away from its initial point).  ``include_base``: the first point is
+    ``base``.  Raises (naming the variables) only when ``base`` itself is not finite.
+    """
+    base = jnp.asarray(base)
+    scale = float(jitter)
+    for _ in range(3):
+        noise = jax.random.uniform(key, (n, base.shape[-1]), base.dtype, -scale, scale)
+        flats = base + noise
+        if include_base:
+            flats = flats.at[0].set(base)
+        try:
+            return checked_initial_points(cm, flats, cm.data, jax.random.fold_in(key, 1), scale, base, 20)
+        except ValueError:
+            scale /= 4
+    return checked_initial_points(cm, jnp.broadcast_to(base, (n, base.shape[-1])), cm.data, key, 0.0, base, 0)
+
+
 def checked_initial_points(cm: CompiledModel, flats, batch, key, jitter: float, base, max_retries: int):
     """Re-jitter chains whose starting log-density or gradient is not finite; raise if that fails."""
     logp_grad = cm.cached(("logp_grad",),

@@ -205,7 +205,7 @@ class Approximation:
         no path found a mode (a funnel: the log density rises without bound) so the start fell back to
         the best path normal's mean with unit sds.  The figures are in ``start_info`` / ``start_paths``.
         """
-        from jaxvi.results.mcmc import checked_initial_points
+        from jaxvi.results.mcmc import dispersed_points
         from jaxvi.vi.starts import start_params
 
         cm, key = self.cm, self._derived_key(4)
@@ -215,9 +215,7 @@ class Approximation:
             # a log density that is not finite at the initial point: no search (PyMC's start, and the fit's own
             # error names the variable and the step)
             return self.family.init(base, self._start_sigma(start_sigma))
-        noise = jax.random.uniform(key, (num_paths - 1, cm.size), cm.dtype, -jitter, jitter)
-        x0s = jnp.concatenate([base[None], base + noise])
-        x0s = checked_initial_points(cm, x0s, cm.data, jax.random.fold_in(key, 1), jitter, base, 20)
+        x0s = dispersed_points(cm, base, key, num_paths, jitter, include_base=True)
         params = start_params(self, "auto", start_sigma, key=jax.random.fold_in(key, 2), x0s=x0s)
         diagnostics.record_start(self)
         return params

@@ -657,13 +657,9 @@ class Pathfinder(Inference):
         return cm.cached(("pathfinder", tuple(sorted(options.items()))), build)
 
     def _starts(self, key):
-        from jaxvi.results.mcmc import checked_initial_points
+        from jaxvi.results.mcmc import dispersed_points
 
-        base = self.cm.start_point(self.start)
-        noise = jax.random.uniform(key, (self.num_paths, self.cm.size), self.cm.dtype, -1.0, 1.0)
-        x0s = base + self.init_jitter * noise
-        return checked_initial_points(self.cm, x0s, self.cm.data, jax.random.fold_in(key, 1), self.init_jitter,
-                                       base, 20)
+        return dispersed_points(self.cm, self.cm.start_point(self.start), key, self.num_paths, self.init_jitter)
 
     def fit(self, n: int | None = None, progressbar: bool = False, callbacks=None, **kwargs):
         """Run the paths (``n``, if given, caps the L-BFGS iterations) and return the approximation."""
