@@ -192,8 +192,10 @@ class Approximation:
             from jaxvi.vi.starts import start_params
 
             return start_params(self, start, start_sigma)
+        # (not with minibatches: a mode search evaluates the full data at every L-BFGS step and ELBO draw)
         self.start_pending = (start is None and start_sigma is None and type(self)._init_params is
-                              Approximation._init_params and self.family.name in AUTO_START_FAMILIES)
+                              Approximation._init_params and self.family.name in AUTO_START_FAMILIES
+                              and not self.cm.minibatch_groups)
         return self.family.init(self._start_point(start), self._start_sigma(start_sigma))
 
     def auto_start(self, num_paths: int = AUTO_START_PATHS, jitter: float = 2.0, start_sigma=None):
