@@ -103,6 +103,9 @@ def _key(seed):
 #: The families ``start=None`` with no optimizer starts at a mode search (``Approximation.auto_start``).
 AUTO_START_FAMILIES = ("mean_field", "full_rank", "low_rank", "normalizing_flow")
 AUTO_START_PATHS = 4
+#: No mode search when data values x max(parameters, 64) exceed this (about 1.6 GB of float64 intermediates for
+#: the search's vmapped ELBO draws and Hessian; the seed's 400,000 x 100 full-data model is 2.6e10)
+AUTO_START_MAX_WORK = 2e8
 
 
 class Approximation:
@@ -192,10 +195,12 @@ class Approximation:
             from jaxvi.vi.starts import start_params
 
             return start_params(self, start, start_sigma)
-        # (not with minibatches: a mode search evaluates the full data at every L-BFGS step and ELBO draw)
+        # (not with minibatches, nor with data so large that the search's ELBO draws and Hessian over the full
+        # data would not fit in memory: it evaluates the whole data set at every L-BFGS step)
         self.start_pending = (start is None and start_sigma is None and type(self)._init_params is
                               Approximation._init_params and self.family.name in AUTO_START_FAMILIES
-                              and not self.cm.minibatch_groups)
+                              and not self.cm.minibatch_groups
+                              and diagnostics.data_values(self.cm.data) * max(self.cm.size, 64) <= AUTO_START_MAX_WORK)
         return self.family.init(self._start_point(start), self._start_sigma(start_sigma))
 
     def auto_start(self, num_paths: int = AUTO_START_PATHS, jitter: float = 2.0, start_sigma=None):
