@@ -144,12 +144,6 @@ def _laplace_at(logp, x, u, max_newton_steps):
     return mode, cov, ok, steps, decrement, elbo
 
 
-#: A path "agrees" with the chosen normal when its last iterate is within this many of the chosen sds.
-AGREE_SDS = 2.0
-#: Two modes whose normals' ELBOs differ by less than this (nats) hold similar mass: a warning.
-SIMILAR_ELBO = 2.0
-
-
 def mode_search(logp, x0s, key, *, max_iters: int = 1000, history_size: int = 6, num_elbo_draws: int = 25,
                 elbo_draws: int = 64, max_newton_steps: int = 20, laplace_slack: float = 2.0):
     """A robust Gaussian start (pure; jit-able): Pathfinder paths from each row of ``x0s``, compared.
