@@ -93,7 +93,8 @@ def test_plain_draws_leave_the_papers_monte_carlo_error(conjugate):
 
 
 def test_correlated_gaussian_linear_response_recovers_the_covariance(correlated):
-    with pytest.warns(diagnostics.KhatWarning):  # q itself is mean-field: k-hat flags it
+    # q itself is mean-field: its k-hat (0.52 from 4000 draws) or its reweighted sds (0.72-0.74) flag it
+    with pytest.warns((diagnostics.KhatWarning, diagnostics.MomentsWarning)):
         approx = jv.fit(method="dadvi", model=correlated, random_seed=0)
     np.testing.assert_allclose(approx.mean, MEAN, atol=1e-3)
     np.testing.assert_allclose(approx.cov, COV, rtol=1e-3, atol=1e-3)  # LRVB: the true covariance

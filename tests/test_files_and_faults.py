@@ -9,6 +9,8 @@ import time
 import warnings
 import zipfile
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -193,6 +195,8 @@ def test_eight_threads_match_sequential_fits_and_leave_numpyro_alone(validation=
 # -- faults in subprocesses: Ctrl-C, SIGKILL, exit of a streamed fit -------------------------------------
 FAULT_SCRIPT = r"""
 import os, signal, sys, time
+import jax
+import jax.numpy as jnp
 import numpy as np
 import jaxvi as jv
 
@@ -312,7 +316,7 @@ def test_chunks_stay_short_when_steps_are_slow():
 
     seconds = []
 
-    def runner(state, m, batch, record=False):
+    def runner(state, m, batch, record=False, streak=0):
         t = time.perf_counter()
         time.sleep(0.004 * int(m))  # a slow step: 4 ms
         seconds.append(time.perf_counter() - t)
@@ -336,6 +340,8 @@ def test_nan_error_carries_the_last_finite_approximation():
 
 STREAM_EXIT = r"""
 import sys
+import jax
+import jax.numpy as jnp
 import numpy as np
 import jaxvi as jv
 
@@ -405,3 +411,52 @@ def test_a_resumed_streamed_fit_reaches_the_uninterrupted_numbers(tmp_path):
     resumed = fit(checkpoint=path, resume=True)
     np.testing.assert_array_equal(resumed.hist, full.hist)
     np.testing.assert_array_equal(resumed.mean, full.mean)
+
+
+# -- a non-finite step is skipped, not fatal (NumPyro's stable_update), unless it repeats ------------------
+
+def _counting_runner(nan_from=None, nan_prob=0.0, chunk=10_000):
+    """An engine runner whose 'parameter' counts applied steps (in opt_state): the loss is NaN from
+    applied step ``nan_from`` on (a NaN that repeats), or with probability ``nan_prob`` per step."""
+    from jaxvi.engine import loop
+
+    def step(params, opt_state, key, batch):
+        u = jax.random.uniform(key)
+        nan = (u < nan_prob) if nan_from is None else (opt_state >= nan_from)
+        loss = jnp.where(nan, jnp.nan, 1.0)
+        return params + 1.0, opt_state + 1, loss
+
+    runner = loop.make_runner(step, chunk, lambda p: ~jnp.isfinite(jnp.atleast_1d(p)))
+    return loop, runner, loop.FitState(jnp.zeros(()), jnp.zeros((), jnp.int32), jax.random.key(0), 0)
+
+
+def test_a_sometimes_nan_step_is_skipped_and_counted():
+    loop, runner, state = _counting_runner(nan_prob=0.3)
+    result = loop.run(runner, state, 400, None, chunk_size=10_000, progressbar=False)
+    nan = ~np.isfinite(result.losses)
+    assert result.status == "finished" and len(result.losses) == 400 and int(result.state.step) == 400
+    assert result.rejected == nan.sum() and 80 < result.rejected < 160  # about 0.3 x 400
+    # the state moved only on the applied steps
+    assert float(result.state.params) == 400 - result.rejected == int(result.state.opt_state)
+
+
+@pytest.mark.parametrize("chunk", [10_000, 7])
+def test_a_repeating_nan_ends_the_fit_where_it_began(chunk):
+    """20 rejections in a row end the fit at the first of them, also when they span chunks."""
+    loop, runner, state = _counting_runner(nan_from=5, chunk=chunk)
+    result = loop.run(runner, state, 400, None, chunk_size=chunk, progressbar=False)
+    assert result.status == "nonfinite" and len(result.losses) == 5 and int(result.state.step) == 5
+    assert np.isfinite(result.losses).all() and float(result.state.params) == 5 and result.rejected == 0
+
+
+def test_a_fit_with_many_skipped_steps_warns_naming_the_count():
+    """log p is NaN where x > 1 (a made-up hole in the density): about 1 step in 6 is skipped, and said."""
+    with jv.Model() as m:
+        x = jv.Normal("x", 0, 1)
+        jv.Potential("hole", jv.math.switch(x > 1.0, np.nan, 0.0))
+    with pytest.warns(jv.diagnostics.NonFiniteStepsWarning, match=r"of the mean_field fit's 2000 steps") as rec:
+        approx = jv.fit(2000, model=m, progressbar=False, random_seed=0, obj_optimizer=jv.adam(0.01))
+    skipped = int((~np.isfinite(approx.hist)).sum())
+    assert approx.diagnostics["rejected"] == approx.n_rejected_steps == skipped and skipped > 20
+    assert f"{skipped} of the" in str(rec[0].message)
+    assert np.isfinite(approx.mean).all()

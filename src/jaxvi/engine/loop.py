@@ -3,8 +3,10 @@
 ``make_step`` turns an objective and an optax optimizer into a pure step.  ``make_runner``
 jit-compiles a chunk of up to ``chunk_size`` steps as one ``lax.while_loop`` whose trip
 count is a runtime argument, so chunks of any length reuse one compiled function.  Inside
-the loop a step whose loss or parameters are not finite is not applied: the chunk ends
-there, holding the last finite state, and reports which coordinates went bad.
+the loop a step whose loss or parameters are not finite is not applied (a *rejected* step: its
+loss is recorded as NaN, the next step draws fresh noise from the same state, as NumPyro's
+``stable_update``); only ``MAX_REJECTED_STREAK`` rejections in a row end the chunk, holding the
+last finite state, with a report of which coordinates went bad.
 
 ``run`` is the host loop between chunks, from one ``FitState`` to the next: progress bar
 ("Average Loss" over the last 1000 steps, as PyMC shows it), observers (read-only callbacks)
@@ -60,9 +62,10 @@ class FitState(NamedTuple):
 class ChunkResult(NamedTuple):
     """What one compiled chunk returns.
 
-    ``done`` steps were applied (``state.step`` advanced by ``done``); ``losses[:done]`` are their
-    losses.  ``ok`` is False when the next step produced a non-finite loss or parameters
-    (``bad_coordinates`` marks which), in which case it was not applied.  ``trace`` holds the
+    ``done`` steps were taken (``state.step`` advanced by ``done``); ``losses[:done]`` are their
+    losses, NaN for the ``rejected`` ones (a non-finite loss or parameters: not applied, the state
+    kept).  ``ok`` is False when the chunk ended on ``MAX_REJECTED_STREAK`` rejections in a row
+    (``bad_coordinates`` marks which coordinates went bad; those steps are not counted in ``done``).  ``trace`` holds the
     parameters after each applied step (leading axis: step in the chunk) when the chunk was run with
     ``record=True``, else ``None``.
     """
@@ -73,6 +76,8 @@ class ChunkResult(NamedTuple):
     ok: Any
     bad_coordinates: Any
     trace: Any = None
+    rejected: Any = 0  #: steps of ``done`` that were rejected
+    streak: Any = 0  #: rejections in a row at the chunk's end (carried into the next chunk)
 
 
 class Observer(NamedTuple):
@@ -139,6 +144,9 @@ _LOWERING_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 NOISE_BLOCK_ELEMENTS = 1 << 20
 #: Most steps whose noise is pre-drawn at once.
 NOISE_BLOCK_STEPS = 512
+#: A step whose loss or parameters are not finite is skipped (the state kept, fresh noise next step);
+#: this many skipped in a row end the fit with a FloatingPointError (a NaN that is not one unlucky draw).
+MAX_REJECTED_STREAK = 20
 
 
 def step_key(key, t):
@@ -177,7 +185,7 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
     """
     loss_dtype = loss_dtype or jax.dtypes.canonicalize_dtype(np.float64)
 
-    def run_chunk(state, m, batch, record=False):
+    def run_chunk(state, m, batch, record=False, streak=np.int32(0)):
         params, opt_state, key, t0 = state
         if draw is None:
             def noise_init():
@@ -205,11 +213,11 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
                 return jax.tree_util.tree_map(lambda b: b[i - state[1]], state[0]), state
 
         def cond(carry):
-            i, _, opt_state, _, ok, _, _, _ = carry
-            return (i < m) & ok & (True if stop is None else ~stop(opt_state))
+            i, _, opt_state, _, streak, _, _, _, _ = carry
+            return (i < m) & (streak < MAX_REJECTED_STREAK) & (True if stop is None else ~stop(opt_state))
 
         def body(carry):
-            i, params, opt_state, losses, _, bad, noise, trace = carry
+            i, params, opt_state, losses, streak, rejected, bad, noise, trace = carry
             rand, noise = noise_at(i, noise)
             new_params, new_opt, loss = step(params, opt_state, rand,
                                              batch if per_step is None else per_step(batch, i))
@@ -217,11 +225,12 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
             pick = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
             params = jax.tree_util.tree_map(pick, new_params, params)
             opt_state = jax.tree_util.tree_map(pick, new_opt, opt_state)
-            losses = losses.at[i].set(loss.astype(losses.dtype))
+            losses = losses.at[i].set(jnp.where(ok, loss, jnp.nan).astype(losses.dtype))
             bad = jnp.where(ok, bad, ~coordinate_finite(new_params))
-            if record:  # a rejected (non-finite) step leaves row i to be overwritten or ignored
+            if record:  # a rejected step records the unchanged state
                 trace = jax.tree_util.tree_map(lambda b, p: b.at[i].set(p), trace, params)
-            return i + ok.astype(i.dtype), params, opt_state, losses, ok, bad, noise, trace
+            streak = jnp.where(ok, 0, streak + 1).astype(streak.dtype)
+            return i + 1, params, opt_state, losses, streak, rejected + (~ok).astype(rejected.dtype), bad, noise, trace
 
         bad0 = jnp.zeros_like(coordinate_finite(params))
         losses0 = jnp.full((chunk_size,), jnp.nan, loss_dtype)
@@ -229,9 +238,15 @@ def make_runner(step: Callable, chunk_size: int, coordinate_finite: Callable, lo
         if record:
             rows = record_steps(params, chunk_size)
             trace0 = jax.tree_util.tree_map(lambda p: jnp.zeros((rows,) + jnp.shape(p), jnp.result_type(p)), params)
-        carry = (jnp.zeros((), jnp.int32), params, opt_state, losses0, jnp.asarray(True), bad0, noise_init(), trace0)
-        done, params, opt_state, losses, ok, bad, _, trace = jax.lax.while_loop(cond, body, carry)
-        return ChunkResult(FitState(params, opt_state, key, t0 + done), losses, done, ok, bad, trace)
+        zero = jnp.zeros((), jnp.int32)
+        streak0 = jnp.asarray(streak, jnp.int32)
+        carry = (zero, params, opt_state, losses0, streak0, zero, bad0, noise_init(), trace0)
+        i, params, opt_state, losses, streak, rejected, bad, _, trace = jax.lax.while_loop(cond, body, carry)
+        ok = streak < MAX_REJECTED_STREAK
+        here = jnp.minimum(streak, i)  # the failing run's steps in this chunk (the rest were in earlier ones)
+        done = jnp.where(ok, i, i - here)  # a failed chunk ends at the first step of its run of rejections
+        rejected = jnp.where(ok, rejected, rejected - here)
+        return ChunkResult(FitState(params, opt_state, key, t0 + done), losses, done, ok, bad, trace, rejected, streak)
 
     return jax.jit(run_chunk, static_argnames="record")
 
@@ -245,6 +260,7 @@ class RunResult:
     bad_coordinates: np.ndarray | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    rejected: int = 0  # steps whose loss or parameters were not finite, skipped (their losses are NaN)
 
 
 class _Interrupts:
@@ -391,6 +407,7 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
     all_losses = np.empty(h + n, dtype=np.result_type(history.dtype, np.float32))
     all_losses[:h] = history
     done = 0
+    streak = rejected = 0  # rejected steps in a row at the last chunk's end; in all
     status, message, bad = "finished", "", None
     bar = None  # the progress bar starts after the first (compiling) chunk, so its rate counts only steps
     # Ctrl-C sets a flag read between chunks, so the state, the history and the step count stay
@@ -416,7 +433,7 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
             if main_thread:  # a second Ctrl-C may abort the compiled call (nothing is half-updated)
                 _Interrupts.abortable = True
             try:
-                out = runner(state, np.int32(m), fed_batch, record=record)
+                out = runner(state, np.int32(m), fed_batch, record=record, streak=np.int32(streak))
                 k = int(out.done)
             finally:
                 if main_thread:
@@ -425,7 +442,7 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
             stopped = _replay(observers, out.trace, step_offset + done, k, all_losses, h + done) if record else None
             if stopped is not None and stopped[0] + 1 < k:  # end exactly at the step that stopped
                 k = stopped[0] + 1
-                out = runner(state, np.int32(k), fed_batch, record=record)
+                out = runner(state, np.int32(k), fed_batch, record=record, streak=np.int32(streak))
             if feed is not None:
                 feed.commit(k)
             state = out.state
@@ -433,6 +450,8 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
                 rate = k / max(time.perf_counter() - tc, 1e-6)  # included), at most CHUNK_GROWTH x longer
                 budget = int(min(chunk_size, CHUNK_GROWTH * max(m, 1), max(1, rate * CHUNK_SECONDS)))
             done += k
+            rejected += int(out.rejected)
+            streak, before = int(out.streak), streak
             if progressbar and bar is None:
                 from tqdm.auto import tqdm
 
@@ -446,6 +465,8 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
                 raise stopped[1]
             if not bool(out.ok):
                 status, bad = "nonfinite", np.asarray(out.bad_coordinates)
+                if k == 0:  # the failing run of rejections began in an earlier chunk: it ends the fit there
+                    done, rejected = done - before, rejected - before
                 break
             if k < m:  # only the runner's stop rule ends a finite chunk early
                 raise StopIteration(f"Convergence achieved at {step_offset + done - 1} (in-loop stopping rule)")
@@ -455,6 +476,9 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
                 fn(state.params, state.opt_state, all_losses[:h + done], i, state.key)
             if interrupted():
                 raise KeyboardInterrupt
+        if status == "finished" and done and streak >= done:  # a fit shorter than MAX_REJECTED_STREAK none of whose steps was applied
+            status, bad = "nonfinite", np.asarray(out.bad_coordinates)
+            done, rejected = 0, 0
     except StopIteration as stop:
         status, message = "stopped", str(stop)
     except KeyboardInterrupt:
@@ -465,7 +489,7 @@ def run(runner: Callable, state: FitState, n: int, batch, *, chunk_size: int,
             bar.close()
     losses = all_losses[h:h + done].copy()
     state = state._replace(step=step_offset + done)
-    result = RunResult(state, losses, status, message, bad, time.perf_counter() - t0)
+    result = RunResult(state, losses, status, message, bad, time.perf_counter() - t0, rejected=rejected)
     _report(result, n, all_losses[:h + done])
     return result
 

@@ -28,16 +28,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvi.model.compiled import FlatLayout
 from jaxvi.vi.objectives import log_ratio
 
 __all__ = ["KHAT_DRAWS", "KHAT_THRESHOLD", "FitWarning", "KhatWarning", "NotConvergedWarning", "MomentsWarning",
-           "CHECK_MIN_STEPS", "ConvergenceCheck", "MomentCheck", "convergence_check", "moment_check",
+           "CHECK_MIN_STEPS", "NonFiniteStepsWarning", "REJECTED_WARN_FRACTION", "ConvergenceCheck", "MomentCheck", "convergence_check", "moment_check",
            "convergence_message", "moments_message", "record_checks", "has_density", "log_importance_ratios", "psis",
            "elbo", "iw_elbo", "importance_resample", "approx_log_ratios", "psis_resample", "record_khat",
            "khat_message", "data_values", "draws_per_chunk", "khat_draws_for"]
 
 #: Draws used for the k-hat computed after every fit (0 disables it).
-KHAT_DRAWS = 1000
+KHAT_DRAWS = 4000
 #: Above this k-hat the approximation is flagged as unreliable.
 KHAT_THRESHOLD = 0.7
 #: The log-densities of the draws are evaluated in chunks of draws holding at most about this
@@ -63,8 +64,13 @@ CONVERGENCE_NATS = 0.1
 MOMENTS_MAX_KHAT = 0.7
 #: A coordinate is flagged when q's mean is more than this many (reweighted) posterior sds off ...
 MOMENTS_MEAN_SHIFT = 0.2
-#: ... or q's sd over the reweighted sd falls outside this range.
-MOMENTS_SD_RATIO = (0.8, 1.25)
+#: ... or q's sd over the reweighted sd falls outside this range: the 10% an answer may be off, but 5% on
+#: the narrow side (importance sampling from a too-narrow q under-corrects: a q 10% too narrow reads about
+#: 5%; a too-wide q is corrected well) ...
+MOMENTS_SD_RATIO = (0.95, 1.1)
+#: ... each limit widened by this many Monte Carlo standard errors of the reweighted estimate
+#: (sqrt(1/ESS - 1/draws) sds for a mean, 1/sqrt(2) of it for log sd), so few effective draws do not flag noise.
+MOMENTS_NOISE_Z = 3.0
 
 
 class FitWarning(UserWarning):
@@ -81,6 +87,23 @@ class NotConvergedWarning(FitWarning):
 
 class MomentsWarning(FitWarning):
     """The PSIS-reweighted means or sds disagree with the approximation's own (``approx.diagnostics["moments"]``)."""
+
+
+class NonFiniteStepsWarning(FitWarning):
+    """Many optimisation steps had a non-finite loss or gradient and were skipped (``approx.diagnostics["rejected"]``)."""
+
+
+#: Warn when more than this fraction of a fit's steps were skipped as non-finite: q then has mass where the
+#: log density is not finite, and the skipping biases the fit towards where it is.
+REJECTED_WARN_FRACTION = 0.01
+
+
+def rejected_message(rejected: int, steps: int, what: str) -> str:
+    return (f"{rejected} of the {what} fit's {steps} steps ({100 * rejected / max(steps, 1):.1f}%) had a non-finite "
+            "loss or gradient and were skipped (their -ELBO is NaN in approx.hist): q puts mass where the log "
+            "density is not finite, so the fit is biased towards where it is. In float32 this is often an "
+            "overflow or a failed Cholesky: try jv.enable_x64(), a better-scaled or reparameterised model, or a "
+            "smaller learning rate. See approx.diagnostics['rejected'].")
 
 
 class EssWarning(FitWarning):
@@ -393,8 +416,11 @@ class MomentCheck(NamedTuple):
     labels: tuple  #: the coordinates' names (``beta[2]``)
     mean_shift: np.ndarray  #: (q's mean - reweighted mean) / reweighted sd
     sd_ratio: np.ndarray  #: q's sd / reweighted sd
-    flagged: tuple  #: labels of the coordinates outside the limits
+    flagged: tuple  #: labels of the coordinates outside the limits (both spaces)
     ess: float  #: effective sample size of the smoothed weights
+    constrained_labels: tuple = ()  #: the same figures for the constrained values (``sigma``, not ``sigma_log__``)
+    constrained_mean_shift: np.ndarray | None = None
+    constrained_sd_ratio: np.ndarray | None = None
 
 
 def convergence_check(hist, nats: float = CONVERGENCE_NATS, z: float = CONVERGENCE_Z) -> ConvergenceCheck | None:
@@ -433,16 +459,32 @@ def convergence_check(hist, nats: float = CONVERGENCE_NATS, z: float = CONVERGEN
     return ConvergenceCheck(converged, int(n), int(w), d, se, d / se if se > 0 else float("inf"), float(thr), more)
 
 
+def _reweighted(z, w, mean_shift: float, sd_ratio, ess: float):
+    """(shift, ratio, bad) per column of ``z``: q's moments against the ``w``-weighted ones."""
+    mean_q, sd_q = z.mean(axis=0), z.std(axis=0)
+    mean_w = w @ z
+    sd_w = np.sqrt(np.maximum(w @ (z - mean_w) ** 2, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = (mean_q - mean_w) / sd_w
+        ratio = sd_q / sd_w
+    se = np.sqrt(max(1.0 / ess - 1.0 / z.shape[0], 0.0)) * MOMENTS_NOISE_Z
+    lo, hi = sd_ratio
+    bad = (np.abs(shift) > mean_shift + se) | (ratio < lo * np.exp(-se / np.sqrt(2))) | (ratio > hi * np.exp(se / np.sqrt(2)))
+    return shift, ratio, bad & (sd_w > 0)
+
+
 def moment_check(z, log_weights, khat: float, labels, mean_shift: float = MOMENTS_MEAN_SHIFT,
-                 sd_ratio=MOMENTS_SD_RATIO) -> MomentCheck:
+                 sd_ratio=MOMENTS_SD_RATIO, constrained=None, constrained_labels=()) -> MomentCheck:
     """Compare the PSIS-reweighted mean and sd of each coordinate of the draws ``z`` (of q) with their
     plain mean and sd; runs only when ``khat`` < ``MOMENTS_MAX_KHAT`` (else the weights are not trusted).
+    ``constrained`` (the same draws as constrained values, one column per ``constrained_labels``) is
+    judged too: a log-normal q can be right for ``log sigma``'s mean and wrong for ``sigma``'s sd.
 
     The reweighting moves q's draws towards the posterior; importance sampling from a too-narrow q
     under-corrects (the tails it never draws stay unweighted), so a flagged sd ratio is if anything
     an under-statement of the error.
     """
-    labels = tuple(labels)
+    labels, constrained_labels = tuple(labels), tuple(constrained_labels)
     z = np.asarray(z, np.float64)
     empty = np.full(z.shape[-1], np.nan)
     if not np.isfinite(khat) or khat >= MOMENTS_MAX_KHAT:
@@ -451,16 +493,18 @@ def moment_check(z, log_weights, khat: float, labels, mean_shift: float = MOMENT
     w = np.exp(np.asarray(log_weights, np.float64) - np.max(log_weights))
     w = w / w.sum()
     ess = float(1.0 / np.sum(w**2))
-    mean_q, sd_q = z.mean(axis=0), z.std(axis=0)
-    mean_w = w @ z
-    sd_w = np.sqrt(np.maximum(w @ (z - mean_w) ** 2, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = (mean_q - mean_w) / sd_w
-        ratio = sd_q / sd_w
-    lo, hi = sd_ratio
-    bad = (np.abs(shift) > mean_shift) | (ratio < lo) | (ratio > hi)
-    flagged = tuple(lab for lab, b in zip(labels, bad) if b)
-    return MomentCheck(True, "", float(khat), labels, shift, ratio, flagged, ess)
+    shift, ratio, bad = _reweighted(z, w, mean_shift, sd_ratio, ess)
+    flagged = [lab for lab, b in zip(labels, bad) if b]
+    c_shift = c_ratio = None
+    if constrained is not None:
+        x = np.asarray(constrained, np.float64)
+        keep = np.all(np.isfinite(x), axis=1)
+        wx = w[keep] / w[keep].sum() if keep.any() else w[keep]
+        if keep.sum() >= KHAT_MIN_DRAWS:
+            c_shift, c_ratio, c_bad = _reweighted(x[keep], wx, mean_shift, sd_ratio, ess)
+            flagged += [lab for lab, b in zip(constrained_labels, c_bad) if b and lab not in labels]
+    return MomentCheck(True, "", float(khat), labels, shift, ratio, tuple(flagged), ess,
+                       constrained_labels if c_shift is not None else (), c_shift, c_ratio)
 
 
 def convergence_message(check: ConvergenceCheck, what: str) -> str:
@@ -471,12 +515,19 @@ def convergence_message(check: ConvergenceCheck, what: str) -> str:
 
 
 def moments_message(check: MomentCheck, what: str, limit: int = 8) -> str:
-    i = [check.labels.index(lab) for lab in check.flagged]
-    parts = [f"{check.labels[j]} (mean off by {check.mean_shift[j]:+.2f} sd, sd ratio {check.sd_ratio[j]:.2f})"
-             for j in i[:limit]]
-    more = f" and {len(i) - limit} more" if len(i) > limit else ""
+    def figures(lab):
+        if lab in check.labels:
+            j = check.labels.index(lab)
+            return check.mean_shift[j], check.sd_ratio[j]
+        j = check.constrained_labels.index(lab)
+        return check.constrained_mean_shift[j], check.constrained_sd_ratio[j]
+
+    parts = [f"{lab} (mean off by {sh:+.2f} sd, sd ratio {r:.2f})"
+             for lab, (sh, r) in ((lab, figures(lab)) for lab in check.flagged[:limit])]
+    n = len(check.flagged)
+    more = f" and {n - limit} more" if n > limit else ""
     return (f"The {what} approximation's moments disagree with its PSIS-reweighted ones (k-hat {check.khat:.2f}) "
-            f"for {', '.join(parts)}{more} (unconstrained space; q's sd over the reweighted sd below 1 means q "
+            f"for {', '.join(parts)}{more} (q's sd over the reweighted sd below 1 means q "
             "is too narrow, as mean-field is on correlated posteriors). Try a richer family "
             "(method='fullrank_advi' or 'lowrank_advi', 'dadvi' for linear-response covariances), "
             "approx.sample(..., importance_resample=True), or NUTS (jv.sample(init=approx)). "
@@ -520,6 +571,21 @@ def dispersion_message(check: DispersionCheck, what: str, limit: int = 8) -> str
             "linear-response sds). See approx.diagnostics['dispersion'].")
 
 
+def constrained_draws(cm, z):
+    """The draws ``z`` (n, d) as constrained values of the free variables, one column per element: (x, labels)."""
+    def build():
+        def run(z):
+            values = jax.vmap(cm.unravel)(z)
+            return jnp.concatenate([jnp.reshape(values[rv.name], (z.shape[0], -1)).astype(z.dtype)
+                                    for rv in cm.free_rvs], axis=1)
+
+        return jax.jit(run)
+
+    shapes = jax.eval_shape(lambda v: cm.unravel(v), jax.ShapeDtypeStruct((cm.size,), cm.dtype))
+    labels = FlatLayout([(rv.name, tuple(shapes[rv.name].shape)) for rv in cm.free_rvs]).labels()
+    return np.asarray(cm.cached(("constrained_draws",), build)(jnp.asarray(z, cm.dtype))), labels
+
+
 def record_checks(approx, z, log_weights, khat: float, warn: bool = True, min_steps: int = CHECK_MIN_STEPS,
                   convergence: bool = True) -> dict:
     """Run the post-fit checks on ``approx`` (with draws ``z`` of q, their PSIS log weights and k-hat)
@@ -539,7 +605,9 @@ def record_checks(approx, z, log_weights, khat: float, warn: bool = True, min_st
     check = convergence_check(approx.hist) if convergence else None
     if check is not None:
         record["converged"] = check
-    record["moments"] = moments = moment_check(z, log_weights, khat, labels)
+    x, x_labels = constrained_draws(approx.cm, z)
+    record["moments"] = moments = moment_check(z, log_weights, khat, labels, constrained=x,
+                                               constrained_labels=x_labels)
     dispersion = dispersion_check(approx)
     if dispersion is not None:
         record["dispersion"] = dispersion

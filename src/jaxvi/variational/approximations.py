@@ -343,14 +343,18 @@ class Approximation:
         return self._draw(self.vparams, self._next_key(random_seed), int(draws))
 
     def sample(self, draws: int = 500, random_seed=None, return_inferencedata: bool = True,
-               importance_resample: bool = False, **kwargs):
+               importance_resample: bool | None = None, **kwargs):
         """Draws from the approximation as ArviZ InferenceData (constrained values, Deterministics).
 
         ``importance_resample=True`` resamples the draws with Pareto-smoothed importance weights
         p/q (from at least 4x as many proposals), which corrects a too-narrow or shifted q towards the
-        posterior when its k-hat (attrs ``psis_khat``) is below 0.7.  The attrs also carry the
+        posterior when its k-hat (attrs ``psis_khat``) is below 0.7.  The default (None) is
+        ``self.importance_resample_default``: False (q's own draws, as PyMC), except on the approximation
+        ``jv.fit(method="auto")`` returns when its k-hat is below 0.7.  The attrs also carry the
         ``khat`` computed after the fit (see :mod:`jaxvi.diagnostics`).
         """
+        if importance_resample is None:
+            importance_resample = self.importance_resample_default
         for k in kwargs:
             if k not in ("include_transformed", "hide_transformed"):
                 raise TypeError(f"sample(): unexpected keyword argument {k!r}")
@@ -374,6 +378,9 @@ class Approximation:
 
     # -- diagnostics (jaxvi.diagnostics) ----------------------------------------------------------
     khat = None  #: Pareto k-hat of p/q computed after the last fit (None: not computed)
+    #: what ``sample()`` does when not told: PSIS-resample q's draws towards the posterior (``jv.fit(method=
+    #: "auto")`` sets it on the approximation it returns when that has a density and k-hat < 0.7)
+    importance_resample_default = False
     khat_draws = 0  #: draws behind ``khat``
     #: the post-fit checks' figures ("khat", "converged", "moments"; see ``jaxvi.diagnostics.record_checks``)
     diagnostics: dict = {}

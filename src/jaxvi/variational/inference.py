@@ -275,6 +275,13 @@ class Inference:
         if checkpoint is not None and result.status != "nonfinite":
             self._write_checkpoint(approx.vparams, self._opt_state, self._key, approx.hist, self._steps,
                                    self._stream_start)
+        approx.n_rejected_steps = getattr(approx, "n_rejected_steps", 0) + result.rejected
+        if result.rejected:
+            approx.diagnostics = {**(getattr(approx, "diagnostics", None) or {}), "rejected": approx.n_rejected_steps}
+        if result.status != "nonfinite" and approx.n_rejected_steps > diagnostics.REJECTED_WARN_FRACTION * len(approx.hist):
+            warnings.warn(diagnostics.rejected_message(approx.n_rejected_steps, len(approx.hist),
+                                                       getattr(approx.family, "name", type(approx).__name__)),
+                          diagnostics.NonFiniteStepsWarning, stacklevel=diagnostics._user_stacklevel())
         if result.status == "nonfinite":
             error = FloatingPointError(_nonfinite_message(approx, result, self._steps))
             error.approx = approx  # the last finite approximation, with its history
