@@ -161,10 +161,10 @@ class AutoInference:
     full-rank (d <= ``fullrank_max_dim``) or low-rank Gaussian by ADVI, then if needed a normalizing
     flow, and returns the best approximation with ``approx.report``.
 
-    ``n``: the steps of *each* optimisation stage (the Gaussian and the flow; default 10_000, as for
-    the other methods, at least ``jaxvi.diagnostics.KHAT_MIN_STEPS`` so that every stage is judged);
-    Pathfinder runs with its own defaults (``pathfinder=dict(...)`` overrides them).  So at most
-    ``2 n`` ADVI steps in all.  ``max_seconds``: a wall-clock budget; a stage that would start after it
+    ``n``: the steps of *each* optimisation stage (the Gaussian and the flow; by default each one's
+    ``jv.fit`` default, ``jaxvi.starts.default_steps``: 10,000, more for a Gaussian with many parameters;
+    at least ``jaxvi.diagnostics.KHAT_MIN_STEPS`` so that every stage is judged);
+    Pathfinder runs with its own defaults (``pathfinder=dict(...)`` overrides them).  ``max_seconds``: a wall-clock budget; a stage that would start after it
     is spent is skipped (which stages run then depends on the machine).  ``flow=None`` never fits a
     flow; ``flow="planar*8"`` (any ``nfvi`` formula) picks another.  ``accept_khat`` is the k-hat a
     stage must beat to end the search.  ``start`` is passed to Pathfinder; the Gaussian starts where
@@ -247,9 +247,10 @@ class AutoInference:
 
     # -- fitting ----------------------------------------------------------------------------------
     @engine.guarded  # Ctrl-C during a stage stops it (and the escalation) cleanly
-    def fit(self, n: int = 10000, callbacks=None, progressbar: bool = True, **kwargs):
-        """Run the stages (``n`` steps for each optimisation stage) and return the chosen approximation."""
-        n = _check_n(n)
+    def fit(self, n: int | None = None, callbacks=None, progressbar: bool = True, **kwargs):
+        """Run the stages (``n`` steps for each optimisation stage; by default each stage's own default,
+        ``jv.fit``'s without ``n``) and return the chosen approximation."""
+        n = None if n is None else _check_n(n)
         for k in kwargs:
             if k in _REFUSED:
                 raise TypeError(f"fit(method='auto'): {k}= is not accepted: {_REFUSED[k]}")

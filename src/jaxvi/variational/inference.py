@@ -32,7 +32,7 @@ from jaxvi.model.context import Model, modelcontext
 from jaxvi.vi.objectives import ImportanceWeighted, Renyi, get_objective, kl_qp, prior_tempered_logp
 from jaxvi.vi.stein import get_estimator, get_kernel, implicit_objective
 from jaxvi.vi.optimizers import adagrad_window, get_optimizer, with_grad_norm_clip
-from jaxvi.vi.starts import SCALED_FAMILIES, default_recipe
+from jaxvi.vi.starts import DEFAULT_STEPS, SCALED_FAMILIES, default_recipe, default_steps
 
 __all__ = ["Inference", "KLqp", "Renyi", "ImportanceWeighted", "ADVI", "FullRankADVI", "LowRankADVI", "ImplicitGradient", "SVGD", "ASVGD", "NFVI", "Pathfinder", "DADVI", "Auto", "fit", "pathfinder",
            "METHODS", "UnknownMethodError"]
@@ -113,11 +113,14 @@ class Inference:
 
     # -- fitting --------------------------------------------------------------------------------
     @engine.guarded  # Ctrl-C anywhere in a fit stops it cleanly; it never escapes
-    def fit(self, n: int = 10000, callbacks=None, progressbar: bool = True, obj_optimizer=None,
+    def fit(self, n: int | None = None, callbacks=None, progressbar: bool = True, obj_optimizer=None,
             total_grad_norm_constraint=None, obj_n_mc: int | None = None, devices=None, mesh=None,
             stop_on_convergence=False, checkpoint=None, checkpoint_every: int = 1000, resume: bool = False,
             khat=True, checks: bool = True, **kwargs) -> Approximation:
         """Run ``n`` optimisation steps and return the approximation (also ``self.approx``).
+
+        Without ``n``: PyMC's 10,000 steps, or for a normal family on the default recipe (no optimizer,
+        no start) 10,000 per 1000 variational parameters, at most 50,000 (``jaxvi.starts.default_steps``).
 
         ``stop_on_convergence=True`` (or a dict of ``jv.callbacks.PlateauRule`` options: ``every``,
         ``window``, ``tolerance``, ``z``) stops inside the compiled loop once the loss reaches a
@@ -142,7 +145,8 @@ class Inference:
             if k not in ("score", "tf_n_mc", "fn_kwargs", "more_updates", "more_obj_params", "more_tf_params",
                          "more_replacements", "total_grad_norm_constraint", "obj_n_mc"):
                 raise TypeError(f"fit(): unexpected keyword argument {k!r}")
-        n = _check_n(n)
+        adaptive = n is None
+        n = DEFAULT_STEPS if adaptive else _check_n(n)
         self._khat_draws = _check_khat(khat, type(self).khat_draws)
         self.checks = bool(checks)
         if obj_n_mc is not None and (isinstance(obj_n_mc, bool) or not isinstance(obj_n_mc, (int, np.integer))):
@@ -166,6 +170,8 @@ class Inference:
         if obj_optimizer is None:  # no optimizer: the default recipe after a fitted start, PyMC's otherwise
             if self.approx.start_pending and self._steps == 0:  # neither start nor optimizer: the mode search
                 self.approx.vparams = self.approx.auto_start()
+            if adaptive and self._steps == 0:
+                n = default_steps(self.approx)
             recipe = default_recipe(self.approx, n)
             optimizer = _DEFAULT_OPTIMIZER if recipe is None else recipe
         else:
@@ -822,7 +828,7 @@ class UnknownMethodError(KeyError, ValueError):
 
 
 @engine.guarded
-def fit(n: int = 10000, method="advi", model: Model | None = None, random_seed=None, start=None,
+def fit(n: int | None = None, method="advi", model: Model | None = None, random_seed=None, start=None,
         start_sigma=None, inf_kwargs: dict | None = None, **kwargs) -> Approximation:
     """Fit an approximation with ``method`` ("advi", "fullrank_advi", ... or an Inference object)."""
     inf_kwargs = dict(inf_kwargs or {})
