@@ -111,9 +111,9 @@ def test_banana_escalates_and_beats_pathfinder(banana):
     assert gauss.khat > 0.6 and gauss.flagged and "escalated to a normalizing flow (realnvp*2)" in gauss.reason
     assert flow.khat < min(pf.khat, gauss.khat) and report.chosen == 2
     assert approx.family.name == "normalizing_flow" and approx is inference.approximations[2]
-    # the flow's k-hat (0.68 from 4000 draws) is usable, not good, and its reweighted sd of y is 7% wider:
-    # it is chosen for the lowest band and the highest ELBO, and flagged (an AutoWarning), as it should be
-    assert "the lowest k-hat band (usable" in report.reason and "nfvi=realnvp*2 (stage 3)" in report.reason
+    # the flow has the lowest k-hat (0.4-0.7 from 4000 draws), though its reweighted sd of y may be a few
+    # % wider (a check fired, so an AutoWarning): it is chosen for the lowest band
+    assert "nfvi=realnvp*2 (stage 3): the lowest k-hat band" in report.reason
     # closer to the quadrature reference than Pathfinder (and the Gaussian), in the mean and sd of y
     ref_mean, ref_sd = banana_reference()
     err = {name: moments(a) for name, a in zip(methods, inference.approximations)}

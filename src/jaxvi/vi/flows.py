@@ -182,7 +182,11 @@ class FlowjaxLayer:
         import equinox as eqx
         import paramax
 
-        bij, last = self._build(key, d)
+        # built in the flow's own precision: flowjax keeps the coupling transformer's initial parameters in
+        # its static part, and a float64 copy there (a flow made inside the float64 mode search) would be
+        # truncated, with a JAX warning, at every float32 step
+        with jax.enable_x64(jnp.dtype(dtype) == jnp.float64):
+            bij, last = self._build(key, d)
         if last is not None:
             zero = jax.tree_util.tree_map(lambda a: jnp.zeros_like(a) if eqx.is_inexact_array(a) else a, last(bij))
             bij = eqx.tree_at(last, bij, zero)

@@ -252,8 +252,12 @@ def start_params(approx, start: str, start_sigma=None, key=None, x0s=None):
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
             raise FloatingPointError(f"start={start!r}: the {start} normal is not finite (the log density is not "
                                      "finite along the L-BFGS paths from the starting points); pass a start dict instead")
-        # the family's parameters from the float64 normal (a float32 Cholesky of a badly scaled one can fail)
-        params = family_params(approx.family, jnp.asarray(mean), jnp.asarray(cov))
+        # the family's parameters from the float64 normal (a float32 Cholesky of a badly scaled one can fail);
+        # a flow is built in the model's own dtype (flowjax keeps a copy of its initial values in the layers'
+        # static part, which the final cast below cannot reach)
+        normal = isinstance(approx.family, (FullRankFamily, LowRankFamily, MeanFieldFamily))
+        dt = jnp.float64 if normal else cm.dtype
+        params = family_params(approx.family, jnp.asarray(mean, dt), jnp.asarray(cov, dt))
     approx.start_sd = np.sqrt(np.diagonal(cov))  # the start normal's marginal sds (the dispersion check's)
     approx.start_info = {k: v.item() for k, v in info.items() if np.ndim(v) == 0}
     approx.start_info["method"] = start
