@@ -131,3 +131,34 @@ def test_converged_fit_is_quiet(gaussian_mean):
     c = approx.diagnostics["converged"]
     assert c.converged and abs(c.z) < 4 and c.more_steps == 0
     assert float(approx.mean[0]) == pytest.approx(mean, abs=0.3 * sd)
+
+
+@pytest.fixture(scope="module")
+def normal_sd_model():
+    y = np.random.default_rng(0).normal(3.0, 1.0, 50)
+    with jv.Model() as m:
+        mu = jv.Normal("mu", 0, 10)
+        sd = jv.HalfNormal("sd", 5)
+        jv.Normal("y", mu, sd, observed=y)
+    return m, y
+
+
+def test_svgd_particles_are_checked_through_a_normal_fitted_to_them(normal_sd_model):
+    """SVGD has no density (no k-hat of q): its particles are compared with a PSIS estimate of the posterior
+    from a normal fitted to them. A converged fit is quiet; PyMC's 10,000 small adagrad steps, which leave
+    the particles spread over the prior's scale, are flagged by name."""
+    m, y = normal_sd_model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", diagnostics.FitWarning)
+        good = jv.fit(3000, method="svgd", model=m, random_seed=0, progressbar=False, obj_optimizer=jv.adam(0.05))
+    c = good.diagnostics["particles"]
+    assert c.ran and c.khat < 0.7 and c.flagged == () and np.all(np.abs(c.mean_shift) < 0.2)
+    # the reweighted estimate is the posterior's: mu's sd is about sd(y) / sqrt(50)
+    post = good.sample(2000, random_seed=0).posterior
+    assert float(post["mu"].std()) == pytest.approx(y.std() / np.sqrt(y.size), rel=0.2)
+    with pytest.warns(diagnostics.MomentsWarning, match=r"SVGD particles.*mu \(mean off by") as rec:
+        bad = jv.fit(10_000, method="svgd", model=m, random_seed=0, progressbar=False)
+    c = bad.diagnostics["particles"]
+    assert c.ran and set(c.flagged) == {"mu", "sd_log__"} and c.sd_ratio[0] > 2
+    assert float(bad.sample(2000, random_seed=0).posterior["mu"].std()) > 3 * y.std() / np.sqrt(y.size)
+    assert len([r for r in rec if issubclass(r.category, diagnostics.FitWarning)]) == 1

@@ -331,6 +331,99 @@ def _user_stacklevel() -> int:
     return level
 
 
+class ParticleCheck(NamedTuple):
+    """Particles (SVGD's) against the posterior as seen through a normal fitted to them: draws of that
+    normal, PSIS-reweighted to p, estimate the posterior's means and sds (when its k-hat says they can)."""
+
+    ran: bool
+    reason: str  #: why the moments were not compared ("" when they were)
+    khat: float  #: k-hat of p over the fitted normal (a proposal built from the particles)
+    labels: tuple
+    mean_shift: np.ndarray  #: (particles' mean - reweighted mean) / reweighted sd
+    sd_ratio: np.ndarray  #: particles' sd / reweighted sd
+    flagged: tuple
+    ess: float
+
+
+def particle_check(approx, draws: int, key) -> ParticleCheck:
+    """The check for an approximation without a density made of particles (``vparams["particles"]``).
+
+    The normal is N(mean, cov) of the particles (the diagonal of cov when there are fewer than 2 d
+    particles); its limits for the moments are ``moment_check``'s, widened by the particles' own Monte
+    Carlo error (1/sqrt(particles) sds), so only errors beyond what that many particles can resolve are flagged.
+    """
+    from jaxvi.model.transforms import PackedCholesky
+    from jaxvi.vi.families import FullRankFamily
+
+    cm = approx.cm
+    x = np.asarray(approx.vparams["particles"], np.float64)
+    n, d = x.shape
+    labels = tuple(cm.layout.labels())
+    mean = x.mean(axis=0)
+    cov = np.cov(x, rowvar=False).reshape(d, d) if n > 2 * d else np.diag(x.var(axis=0, ddof=1))
+    cov = cov + np.eye(d) * 1e-8 * max(float(np.max(np.diag(cov))), 1e-12)
+    empty = np.full(d, np.nan)
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return ParticleCheck(False, "the particles' covariance is singular", float("inf"), labels, empty, empty,
+                             (), float("nan"))
+    params = {"mu": jnp.asarray(mean, cm.dtype), "L_tril": PackedCholesky(d).inv(jnp.asarray(chol, cm.dtype))}
+    z, lr = log_importance_ratios(cm, FullRankFamily(), params, key, draws)
+    lw, khat = psis(lr)
+    if not np.isfinite(khat) or khat >= MOMENTS_MAX_KHAT:
+        return ParticleCheck(False, f"k-hat {khat:.2f} >= {MOMENTS_MAX_KHAT}: a normal fitted to the particles is "
+                             "not a usable proposal", float(khat), labels, empty, empty, (), float("nan"))
+    w = np.exp(lw - np.max(lw))
+    w = w / w.sum()
+    ess = float(1.0 / np.sum(w**2))
+    z = np.asarray(z, np.float64)
+    mean_w = w @ z
+    sd_w = np.sqrt(np.maximum(w @ (z - mean_w) ** 2, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = (mean - mean_w) / sd_w
+        ratio = x.std(axis=0) / sd_w
+    se = MOMENTS_NOISE_Z * np.sqrt(1.0 / n + max(1.0 / ess - 1.0 / z.shape[0], 0.0))
+    lo, hi = MOMENTS_SD_RATIO
+    bad = ((np.abs(shift) > MOMENTS_MEAN_SHIFT + se) | (ratio < lo * np.exp(-se / np.sqrt(2)))
+           | (ratio > hi * np.exp(se / np.sqrt(2)))) & (sd_w > 0)
+    return ParticleCheck(True, "", float(khat), labels, shift, ratio, tuple(lab for lab, b in zip(labels, bad) if b),
+                         ess)
+
+
+def particles_message(check: ParticleCheck, what: str, limit: int = 8) -> str:
+    if not check.ran:
+        return (f"The {what} particles could not be checked against the posterior ({check.reason}): they may be "
+                "far from it or miss part of it, and nothing here says otherwise. Compare with NUTS "
+                "(jv.sample(init=approx)) or a fitted family (method='fullrank_advi', method='auto'). "
+                "See approx.diagnostics['particles'].")
+    i = [check.labels.index(lab) for lab in check.flagged]
+    parts = [f"{check.labels[j]} (mean off by {check.mean_shift[j]:+.2f} sd, sd ratio {check.sd_ratio[j]:.2f})"
+             for j in i[:limit]]
+    more = f" and {len(i) - limit} more" if len(i) > limit else ""
+    return (f"The {what} particles' moments disagree with an importance-sampling estimate of the posterior's "
+            f"(a normal fitted to the particles, reweighted to p; k-hat {check.khat:.2f}) for {', '.join(parts)}"
+            f"{more} (unconstrained space). Try more steps or particles, a fitted family (method='fullrank_advi', "
+            "method='auto'), or NUTS (jv.sample(init=approx)). See approx.diagnostics['particles'].")
+
+
+def record_particles(approx, draws: int, warn: bool, min_steps: int):
+    """``particle_check`` on a fitted particle approximation into ``approx.diagnostics["particles"]``."""
+    if len(getattr(approx, "hist", ())) < min_steps or "particles" not in getattr(approx, "vparams", {}):
+        return None
+    if getattr(approx.cm, "minibatch_groups", None):
+        return None
+    n = khat_draws_for(data_values(approx.cm.data), draws)
+    if not n:
+        return None
+    check = particle_check(approx, n, jax.random.key(len(approx.hist)))
+    approx.diagnostics = {**(getattr(approx, "diagnostics", None) or {}), "particles": check}
+    if warn and (check.flagged or not check.ran):
+        warnings.warn(particles_message(check, "SVGD" if approx.family.name == "empirical" else approx.family.name),
+                      MomentsWarning if check.ran else KhatWarning, stacklevel=_user_stacklevel())
+    return check
+
+
 def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: int = 0, checks: bool = True,
                 **check_options):
     """Compute k-hat for a fitted ``approx`` (if it has a density), store ``approx.khat`` /
@@ -350,7 +443,11 @@ def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: i
     k-hat would flag a good approximation.  Compute it yourself when you can afford it:
     ``psis(approx_log_ratios(approx, draws, key)[1])``.
     """
-    if not draws or not has_density(approx):
+    if not draws:
+        return None
+    if not has_density(approx):  # particles (SVGD): checked through a normal fitted to them
+        if checks:
+            record_particles(approx, draws, warn, min_steps)
         return None
     if getattr(approx.cm, "minibatch_groups", None):  # big data: see the docstring
         approx.khat_skipped = "minibatch or streamed data: log p on every row for every draw is too costly"
