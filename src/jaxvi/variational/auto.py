@@ -368,7 +368,9 @@ class AutoInference:
                 checks.append(f"{w.category.__name__}: {str(w.message)[:120]}")
         steps, grads = len(approx.hist), None
         if pathfinder is not None:
-            grads, elbos = int(pathfinder.n_grad_evals), np.asarray(pathfinder.elbos, np.float64)
+            # the best path's ELBO from its draws_per_path fresh draws (the per-iterate estimates, 25 draws each,
+            # are optimistic at their maximum: they would win ties against the density stages' 4000-draw ELBOs)
+            grads, elbos = int(pathfinder.n_grad_evals), np.asarray(pathfinder.path_elbos, np.float64)
             elbo = float(np.max(elbos[np.isfinite(elbos)])) if np.isfinite(elbos).any() else None
         else:
             if kwargs.get("obj_n_mc") is not None:

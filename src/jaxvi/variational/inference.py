@@ -701,6 +701,11 @@ class Pathfinder(Inference):
                                 + self.num_paths * self.draws_per_path)
         best = int(np.argmax(best_elbo))
         hist = -out["elbos"][best, 1: out["n_iters"][best] + 1]  # iterations 1..n (none at the start point)
+        # each path's ELBO from its own fresh draws (unbiased, unlike the best of the per-iterate estimates)
+        fresh = np.where(np.isfinite(out["log_ratios"]), out["log_ratios"], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a path with no finite draw: NaN
+            self.path_elbos = np.nanmean(fresh, axis=1)
         lr = out["log_ratios"].reshape(-1)
         lw, khat = diagnostics.psis(lr)
         if self.num_paths == 1:
