@@ -52,7 +52,7 @@ def test_bfgs_normal_matches_dense_bfgs_and_scipy(x64):
 def test_multipath_fit_recovers_gaussian_posterior_with_few_gradients(regression):
     m, mean, cov = regression
     approx = jv.fit(method="pathfinder", model=m, random_seed=0, progressbar=False)
-    assert isinstance(approx, jv.Empirical) and approx.size == 1000
+    assert isinstance(approx, jv.Empirical) and approx.size == 4000
     sd = np.sqrt(np.diag(cov))
     np.testing.assert_array_less(np.abs(np.asarray(approx.mean) - mean), 0.1 * sd)
     np.testing.assert_allclose(np.asarray(approx.std), sd, rtol=0.1)

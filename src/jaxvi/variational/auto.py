@@ -41,19 +41,15 @@ from jaxvi.results import diagnostics
 from jaxvi.vi.flows import is_flow_spec
 
 __all__ = ["AutoInference", "AutoStage", "AutoReport", "AutoWarning", "AUTO_ACCEPT_KHAT", "AUTO_FULLRANK_MAX_DIM",
-           "AUTO_PATHFINDER_DRAWS", "AUTO_PATHFINDER_MIN_ESS",
+           "AUTO_PATHFINDER_MIN_ESS",
            "AUTO_FLOW", "AUTO_FLOW_1D", "AUTO_KHAT_BANDS", "AUTO_STAGE_OPTIONS", "khat_band"]
 
 #: A stage passes (and ends the search) below this k-hat with no check fired: PSIS's "good" range,
 #: where importance weighting can fix what is left (Vehtari et al. 2024); see docs/auto.md.
 AUTO_ACCEPT_KHAT = 0.5
-#: Pathfinder's draws kept by auto (PyMC's 1000 carry a Monte Carlo error of ~0.03 sd per mean, which put
-#: 2 of 96 accepted fits just past 0.1 sd in the defaults block of benchmarks/accuracy.md) ...
-AUTO_PATHFINDER_DRAWS = 4000
-#: ... and the Pathfinder stage passes only when its importance weights' ESS is at least this fraction of its
-#: pooled draws: below it the resampled means were 0.09-0.15 sd off at k-hat 0.38-0.46 (ESS 525-1834 of 4000),
-#: while every accepted fit with ESS above 2500 met the target.
-AUTO_PATHFINDER_MIN_ESS = 0.5
+#: The Pathfinder stage passes only when its importance weights' ESS is at least this fraction of its
+#: pooled draws (Pathfinder's EssWarning fires below it too)
+AUTO_PATHFINDER_MIN_ESS = diagnostics.MIN_IMPORTANCE_REL_ESS
 #: Full-rank Gaussian up to this many dimensions, low-rank above (d(d+1)/2 scale parameters: 5050 at d = 100).
 AUTO_FULLRANK_MAX_DIM = 100
 #: The flow of stage 3 (d >= 2): two RealNVP couplings, then the scale and loc layers every flow ends with.
@@ -272,7 +268,7 @@ class AutoInference:
         stage_kwargs = dict(kwargs, callbacks=callbacks, progressbar=progressbar)
         common = dict(model=self.model, random_seed=self.random_seed)
         d = self.cm.size
-        pf_kwargs = {"num_draws": AUTO_PATHFINDER_DRAWS, **self.pathfinder_options}
+        pf_kwargs = dict(self.pathfinder_options)
         if self.start is not None:
             pf_kwargs.setdefault("start", self.start)
         gauss = self.gaussian_method()

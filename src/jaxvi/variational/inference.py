@@ -627,7 +627,7 @@ class Pathfinder(Inference):
 
     model = None  # a plain attribute here (Inference reads it from its approximation)
 
-    def __init__(self, model: Model | None = None, random_seed=None, num_paths: int = 4, num_draws: int = 1000,
+    def __init__(self, model: Model | None = None, random_seed=None, num_paths: int = 4, num_draws: int = 4000,
                  draws_per_path: int = 1000, max_iters: int = 1000, history_size: int = 6,
                  num_elbo_draws: int = 25, init_jitter: float = 2.0, importance: bool = True,
                  rel_tol: float | None = None, grad_tol: float = 1e-8, max_linesearch_steps: int = 30,
@@ -725,13 +725,14 @@ class Pathfinder(Inference):
         approx.diagnostics = {"khat": khat, "ess": ess}
         if khat > diagnostics.KHAT_THRESHOLD:
             warnings.warn(diagnostics.khat_message(khat, "Pathfinder"), diagnostics.KhatWarning, stacklevel=2)
-        elif ess is not None and (ess < diagnostics.MIN_IMPORTANCE_ESS or khat > diagnostics.IMPORTANCE_KHAT):
+        elif ess is not None and (ess < max(diagnostics.MIN_IMPORTANCE_ESS, diagnostics.MIN_IMPORTANCE_REL_ESS * lr.size)
+                                  or khat > diagnostics.IMPORTANCE_KHAT):
             # the draws are the importance-sampling estimate itself: with few effective draws or k-hat above 0.5
             # (where PSIS converges slowly) their means can be 0.1 sd off with no k-hat warning
             warnings.warn(f"Pathfinder's {self.num_draws} draws are resampled from {lr.size} path draws with k-hat "
-                          f"{khat:.2f} and an effective sample size of {ess:.0f}: above k-hat 0.5 or below "
-                          f"{diagnostics.MIN_IMPORTANCE_ESS} effective draws the resampled means and sds can be about "
-                          "0.1 posterior sds off. Try more draws (draws_per_path=, num_paths=) or a fitted family "
+                          f"{khat:.2f} and an effective sample size of {ess:.0f}: above k-hat 0.5, or below "
+                          f"{diagnostics.MIN_IMPORTANCE_ESS} effective draws or half the draws, the resampled means and "
+                          "sds can be about 0.1 posterior sds off. Try more draws (draws_per_path=, num_paths=) or a fitted family "
                           "(method='fullrank_advi', method='auto'). See approx.diagnostics['ess'].",
                           diagnostics.EssWarning, stacklevel=2)
         self.approx = approx
