@@ -254,34 +254,34 @@ def correlated_regression(d=10, rho=0.95, n=50, seed=0):
 
 @pytest.mark.long
 def test_gaussian_start_at_pathfinder_moments_helps():
-    """The measurement behind gaussian_start="pathfinder": on a correlated regression (d=10), full-rank ADVI
-    with the default settings from the model's initial point ends far off; from the mean and sds of
-    Pathfinder's draws it passes (k-hat < 0.5) and is nearer the analytic posterior than Pathfinder."""
+    """On a correlated regression (d=10) both Gaussian starts pass: the one at the mean and sds of Pathfinder's
+    draws (gaussian_start="pathfinder") and the library's default mode search (gaussian_start=None), whose
+    full-rank fit is within 0.1 sd of the analytic posterior. (Before the default mode search, full-rank ADVI
+    from the model's initial point with PyMC's settings ended more than a posterior sd off here.)"""
     m, mean, sd = correlated_regression()
-    inference = jv.Auto(model=m, random_seed=1, flow=None)
+    inference = jv.Auto(model=m, random_seed=1, flow=None, gaussian_start="pathfinder")
     approx = inference.fit(progressbar=False)
     pf, gauss = approx.report.stages
     assert pf.verdict == "escalated" and AUTO_ACCEPT_KHAT <= pf.khat
     assert gauss.verdict == "accepted" and approx.report.chosen == 1
-    cold = jv.Auto(model=m, random_seed=1, flow=None, gaussian_start=None)
-    chosen = cold.fit(progressbar=False)
-    cold_stage = chosen.report.stages[1]
-    assert cold_stage.khat > 0.7 > gauss.khat
-    assert chosen.report.chosen == 0  # Pathfinder's usable k-hat beats the cold Gaussian's unreliable one
+    default = jv.Auto(model=m, random_seed=1, flow=None, gaussian_start=None)
+    chosen = default.fit(progressbar=False)
+    stage = chosen.report.stages[1]
+    assert stage.verdict == "accepted" and stage.khat < AUTO_ACCEPT_KHAT and chosen.report.chosen == 1
     err = lambda a: (np.max(np.abs(a.mean - mean) / sd), np.max(np.abs(a.std / sd - 1)))  # noqa: E731
-    warm_mean, warm_sd = err(approx)
-    cold_mean, _ = err(cold.approximations[1])
-    assert warm_mean < 0.1 and warm_sd < 0.15
-    assert cold_mean > 1.0  # more than a posterior sd off somewhere
+    for a in (approx, chosen):
+        a_mean, a_sd = err(a)
+        assert a_mean < 0.1 and a_sd < 0.15
     pf_draws = inference.approximations[0].vparams["particles"]
-    assert warm_sd < np.max(np.abs(np.asarray(pf_draws).std(0) / sd - 1))
+    assert err(approx)[1] < np.max(np.abs(np.asarray(pf_draws).std(0) / sd - 1))
 
 
 @pytest.mark.long
 def test_a_too_wide_flow_loses_to_pathfinder_by_elbo():
-    """Gamma-Poisson with few counts: Pathfinder (k-hat ~0.69, usable) and the flow (~0.62, usable) share a
-    k-hat band; the flow is far too wide in lam (k-hat cannot see that), its ELBO is lower, so the ELBO picks
-    Pathfinder -- whose moments match the analytic Gamma posterior."""
+    """Gamma-Poisson with few counts: the full-rank Gaussian and the flow are far too wide in lam, and their
+    k-hats from 4000 draws (~0.79) say they are unreliable; Pathfinder's is usable (~0.54; its ESS check fires).
+    No stage passed, so the lowest k-hat band picks Pathfinder -- whose moments match the analytic Gamma
+    posterior -- and the report says it is not trustworthy."""
     y = np.array([0, 0, 1])
     with jv.Model() as m:
         jv.Gamma("lam", 0.5, 1.0, shape=3)
@@ -291,13 +291,13 @@ def test_a_too_wide_flow_loses_to_pathfinder_by_elbo():
     report = approx.report
     assert [s.method for s in report.stages] == ["pathfinder", "fullrank_advi", "nfvi=realnvp*2"]
     pf, _, flow = report.stages
-    assert 0.5 <= flow.khat < pf.khat < 0.7 and flow.elbo < pf.elbo
-    assert report.chosen == 0 and report.trustworthy
+    assert pf.khat < 0.7 <= flow.khat and pf.checks
+    assert report.chosen == 0 and not report.trustworthy
     post_mean, post_sd = (0.5 + y) / 2, np.sqrt(0.5 + y) / 2  # Gamma(0.5 + y, 1 + 1)
     for a, ok in ((approx, True), (inference.approximations[2], False)):
         lam = a.sample(DRAWS, random_seed=0).posterior["lam"].values.reshape(-1, 3)
         sd_off = np.max(np.abs(lam.std(0) / post_sd - 1))
-        assert (sd_off < 0.25) if ok else (sd_off > 1.0)
+        assert (sd_off < 0.25) if ok else (sd_off > 0.4)  # the flow: 46% too wide somewhere (2000 draws)
     assert np.max(np.abs(approx.sample(DRAWS, random_seed=0).posterior["lam"].values.reshape(-1, 3).mean(0)
                          - post_mean) / post_sd) < 0.25
 
