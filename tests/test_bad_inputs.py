@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import jaxvi as jv
@@ -499,9 +499,12 @@ FAMILIES = {
 }
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: the same examples on every run, so CI's verdict does not depend on the draw (a random run
+# found the subnormal Beta mean below, now pinned by its own example)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(family=st.sampled_from(sorted(FAMILIES)), a=param, b=param, shape=st.one_of(st.none(), shapes),
        observed=st.booleans())
+@example(family="Beta", a=1.175494351e-38, b=2.0, shape=None, observed=False)  # mean 6e-39: subnormal in float32
 def test_fuzz_model_building(family, a, b, shape, observed):
     name = f"fuzz_{family.lower()}"
     with jv.Model() as model:

@@ -347,7 +347,9 @@ def support_point(rv: FreeRV, d, t):
         m = jnp.broadcast_to(jnp.asarray(m, fallback.dtype), fallback.shape)
     except (NotImplementedError, AttributeError, TypeError, ValueError):
         return fallback
-    ok = jnp.isfinite(m)
+    # a subnormal mean (a Beta with alpha ~1e-38: 6e-39) is flushed to zero by some XLA CPU ops and not by
+    # others, so it can pass the checks below and still map to -inf: such a mean counts as on the edge
+    ok = jnp.isfinite(m) & ((m == 0) | (jnp.abs(m) >= jnp.finfo(m.dtype).tiny))
     if t is not None:  # a mean on the support's edge (a Beta with a tiny alpha) maps to +-inf
         u = t.inv(m)
         ok = ok & (jnp.isfinite(u) if u.shape == m.shape else jnp.all(jnp.isfinite(u)))
