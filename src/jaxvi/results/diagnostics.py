@@ -378,19 +378,10 @@ def particle_check(approx, draws: int, key) -> ParticleCheck:
     if not np.isfinite(khat) or khat >= MOMENTS_MAX_KHAT:
         return ParticleCheck(False, f"k-hat {khat:.2f} >= {MOMENTS_MAX_KHAT}: a normal fitted to the particles is "
                              "not a usable proposal", float(khat), labels, empty, empty, (), float("nan"))
-    w = np.exp(lw - np.max(lw))
-    w = w / w.sum()
-    ess = float(1.0 / np.sum(w**2))
+    w, ess = _normalised(lw)
     z = np.asarray(z, np.float64)
-    mean_w = w @ z
-    sd_w = np.sqrt(np.maximum(w @ (z - mean_w) ** 2, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = (mean - mean_w) / sd_w
-        ratio = x.std(axis=0) / sd_w
     se = MOMENTS_NOISE_Z * np.sqrt(1.0 / n + max(1.0 / ess - 1.0 / z.shape[0], 0.0))
-    lo, hi = MOMENTS_SD_RATIO
-    bad = ((np.abs(shift) > MOMENTS_MEAN_SHIFT + se) | (ratio < lo * np.exp(-se / np.sqrt(2)))
-           | (ratio > hi * np.exp(se / np.sqrt(2)))) & (sd_w > 0)
+    shift, ratio, bad = _compare_moments(mean, x.std(axis=0), z, w, se, MOMENTS_MEAN_SHIFT, MOMENTS_SD_RATIO)
     return ParticleCheck(True, "", float(khat), labels, shift, ratio, tuple(lab for lab, b in zip(labels, bad) if b),
                          ess)
 
@@ -401,14 +392,14 @@ def particles_message(check: ParticleCheck, what: str, limit: int = 8) -> str:
                 "far from it or miss part of it, and nothing here says otherwise. Compare with NUTS "
                 "(jv.sample(init=approx)) or a fitted family (method='fullrank_advi', method='auto'). "
                 "See approx.diagnostics['particles'].")
-    i = [check.labels.index(lab) for lab in check.flagged]
-    parts = [f"{check.labels[j]} (mean off by {check.mean_shift[j]:+.2f} sd, sd ratio {check.sd_ratio[j]:.2f})"
-             for j in i[:limit]]
-    more = f" and {len(i) - limit} more" if len(i) > limit else ""
+    def figures(lab):
+        j = check.labels.index(lab)
+        return check.mean_shift[j], check.sd_ratio[j]
+
     return (f"The {what} particles' moments disagree with an importance-sampling estimate of the posterior's "
-            f"(a normal fitted to the particles, reweighted to p; k-hat {check.khat:.2f}) for {', '.join(parts)}"
-            f"{more} (unconstrained space). Try more steps or particles, a fitted family (method='fullrank_advi', "
-            "method='auto'), or NUTS (jv.sample(init=approx)). See approx.diagnostics['particles'].")
+            f"(a normal fitted to the particles, reweighted to p; k-hat {check.khat:.2f}) for "
+            f"{_flagged_figures(check.flagged, figures, limit)} (unconstrained space). Try more steps or particles, "
+            "a fitted family (method='fullrank_advi', method='auto'), or NUTS (jv.sample(init=approx)). See approx.diagnostics['particles'].")
 
 
 def record_particles(approx, draws: int, warn: bool, min_steps: int):
@@ -560,18 +551,30 @@ def convergence_check(hist, nats: float = CONVERGENCE_NATS, z: float = CONVERGEN
     return ConvergenceCheck(converged, int(n), int(w), d, se, d / se if se > 0 else float("inf"), float(thr), more)
 
 
-def _reweighted(z, w, mean_shift: float, sd_ratio, ess: float):
-    """(shift, ratio, bad) per column of ``z``: q's moments against the ``w``-weighted ones."""
-    mean_q, sd_q = z.mean(axis=0), z.std(axis=0)
+def _normalised(log_weights):
+    """Normalised weights exp(log_weights) and their effective sample size 1 / sum(w^2)."""
+    w = np.exp(np.asarray(log_weights, np.float64) - np.max(log_weights))
+    w = w / w.sum()
+    return w, float(1.0 / np.sum(w**2))
+
+
+def _compare_moments(mean, sd, z, w, se: float, mean_shift: float, sd_ratio):
+    """(shift, ratio, bad) per column: the moments ``mean``/``sd`` against the ``w``-weighted moments of ``z``,
+    each limit widened by ``se`` (Monte Carlo standard errors, in sds; 1/sqrt(2) of it for log sd)."""
     mean_w = w @ z
     sd_w = np.sqrt(np.maximum(w @ (z - mean_w) ** 2, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        shift = (mean_q - mean_w) / sd_w
-        ratio = sd_q / sd_w
-    se = np.sqrt(max(1.0 / ess - 1.0 / z.shape[0], 0.0)) * MOMENTS_NOISE_Z
+        shift = (mean - mean_w) / sd_w
+        ratio = sd / sd_w
     lo, hi = sd_ratio
     bad = (np.abs(shift) > mean_shift + se) | (ratio < lo * np.exp(-se / np.sqrt(2))) | (ratio > hi * np.exp(se / np.sqrt(2)))
     return shift, ratio, bad & (sd_w > 0)
+
+
+def _reweighted(z, w, mean_shift: float, sd_ratio, ess: float):
+    """(shift, ratio, bad) per column of ``z``: q's moments against the ``w``-weighted ones."""
+    se = np.sqrt(max(1.0 / ess - 1.0 / z.shape[0], 0.0)) * MOMENTS_NOISE_Z
+    return _compare_moments(z.mean(axis=0), z.std(axis=0), z, w, se, mean_shift, sd_ratio)
 
 
 def moment_check(z, log_weights, khat: float, labels, mean_shift: float = MOMENTS_MEAN_SHIFT,
@@ -591,9 +594,7 @@ def moment_check(z, log_weights, khat: float, labels, mean_shift: float = MOMENT
     if not np.isfinite(khat) or khat >= MOMENTS_MAX_KHAT:
         why = f"k-hat {khat:.2f} >= {MOMENTS_MAX_KHAT}: the importance weights cannot be trusted"
         return MomentCheck(False, why, float(khat), labels, empty, empty, (), float("nan"))
-    w = np.exp(np.asarray(log_weights, np.float64) - np.max(log_weights))
-    w = w / w.sum()
-    ess = float(1.0 / np.sum(w**2))
+    w, ess = _normalised(log_weights)
     shift, ratio, bad = _reweighted(z, w, mean_shift, sd_ratio, ess)
     flagged = [lab for lab, b in zip(labels, bad) if b]
     c_shift = c_ratio = None
@@ -615,6 +616,15 @@ def convergence_message(check: ConvergenceCheck, what: str) -> str:
             "(or fit with a larger n or learning rate, or start='laplace'). See approx.diagnostics['converged'].")
 
 
+def _flagged_figures(flagged, figures, limit: int) -> str:
+    """'a (mean off by +0.30 sd, sd ratio 0.85), ... and N more' for the ``flagged`` labels; ``figures(label)``
+    gives (mean shift, sd ratio)."""
+    parts = [f"{lab} (mean off by {sh:+.2f} sd, sd ratio {r:.2f})"
+             for lab, (sh, r) in ((lab, figures(lab)) for lab in flagged[:limit])]
+    more = f" and {len(flagged) - limit} more" if len(flagged) > limit else ""
+    return ", ".join(parts) + more
+
+
 def moments_message(check: MomentCheck, what: str, limit: int = 8) -> str:
     def figures(lab):
         if lab in check.labels:
@@ -623,12 +633,8 @@ def moments_message(check: MomentCheck, what: str, limit: int = 8) -> str:
         j = check.constrained_labels.index(lab)
         return check.constrained_mean_shift[j], check.constrained_sd_ratio[j]
 
-    parts = [f"{lab} (mean off by {sh:+.2f} sd, sd ratio {r:.2f})"
-             for lab, (sh, r) in ((lab, figures(lab)) for lab in check.flagged[:limit])]
-    n = len(check.flagged)
-    more = f" and {n - limit} more" if n > limit else ""
     return (f"The {what} approximation's moments disagree with its PSIS-reweighted ones (k-hat {check.khat:.2f}) "
-            f"for {', '.join(parts)}{more} (q's sd over the reweighted sd below 1 means q "
+            f"for {_flagged_figures(check.flagged, figures, limit)} (q's sd over the reweighted sd below 1 means q "
             "is too narrow, as mean-field is on correlated posteriors). Try a richer family "
             "(method='fullrank_advi' or 'lowrank_advi', 'dadvi' for linear-response covariances), "
             "approx.sample(..., importance_resample=True), or NUTS (jv.sample(init=approx)). "
@@ -706,7 +712,7 @@ def record_checks(approx, z, log_weights, khat: float, warn: bool = True, min_st
     check = convergence_check(approx.hist) if convergence else None
     if check is not None:
         record["converged"] = check
-    x, x_labels = constrained_draws(approx.cm, z)
+    x, x_labels = constrained_draws(approx.cm, z) if np.isfinite(khat) and khat < MOMENTS_MAX_KHAT else (None, ())
     record["moments"] = moments = moment_check(z, log_weights, khat, labels, constrained=x,
                                                constrained_labels=x_labels)
     dispersion = dispersion_check(approx)
