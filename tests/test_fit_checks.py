@@ -162,3 +162,30 @@ def test_svgd_particles_are_checked_through_a_normal_fitted_to_them(normal_sd_mo
     assert c.ran and set(c.flagged) == {"mu", "sd_log__"} and c.sd_ratio[0] > 2
     assert float(bad.sample(2000, random_seed=0).posterior["mu"].std()) > 3 * y.std() / np.sqrt(y.size)
     assert len([r for r in rec if issubclass(r.category, diagnostics.FitWarning)]) == 1
+
+
+@pytest.mark.parametrize("sd_factor, trusted", [(0.85, True), (0.4, False)])
+def test_sample_psis_corrects_a_narrow_q_when_khat_trusts_the_weights(gaussian_mean, sd_factor, trusted):
+    """After the k-hat check, ``sample()`` returns PSIS-resampled draws when k-hat < 0.7 (a normal q with
+    sd ratio r against a normal posterior has weights with Pareto tail k = 1 - r^2: 0.28 and 0.84 here)
+    and q's own draws otherwise; ``importance_resample=False`` always gives q's."""
+    m, mean, sd = gaussian_mean
+    approx = jv.MeanField(model=m, random_seed=0)
+    approx.vparams = {"mu": jnp.full(1, mean + 0.3 * sd, jnp.float32),
+                      "rho": softplus_inverse(jnp.full(1, sd_factor * sd, jnp.float32))}
+    approx.hist = np.zeros(2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", diagnostics.FitWarning)
+        khat = diagnostics.record_khat(approx)
+    assert (khat < 0.7) == trusted and approx.importance_resample_default == trusted
+    idata = approx.sample(2000, random_seed=1)
+    assert idata.posterior.attrs["importance_resampled"] == int(trusted)
+    draws = idata.posterior["mu"].values.ravel()
+    own = approx.sample(2000, random_seed=1, importance_resample=False)
+    assert own.posterior.attrs["importance_resampled"] == 0
+    own_draws = own.posterior["mu"].values.ravel()
+    assert np.std(own_draws) == pytest.approx(sd_factor * sd, rel=0.06)
+    if trusted:  # the analytic posterior N(mean, sd^2): the 0.3 sd shift and the 15% too narrow sd corrected
+        assert abs(np.mean(draws) - mean) < 0.08 * sd and np.std(draws) == pytest.approx(sd, rel=0.08)
+    else:
+        np.testing.assert_array_equal(draws, own_draws)

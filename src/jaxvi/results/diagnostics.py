@@ -34,7 +34,7 @@ from jaxvi.vi.objectives import log_ratio
 __all__ = ["KHAT_DRAWS", "KHAT_THRESHOLD", "FitWarning", "KhatWarning", "NotConvergedWarning", "MomentsWarning",
            "CHECK_MIN_STEPS", "NonFiniteStepsWarning", "REJECTED_WARN_FRACTION", "ConvergenceCheck", "MomentCheck", "convergence_check", "moment_check",
            "convergence_message", "moments_message", "record_checks", "has_density", "log_importance_ratios", "psis",
-           "elbo", "iw_elbo", "importance_resample", "approx_log_ratios", "psis_resample", "record_khat",
+           "elbo", "iw_elbo", "importance_resample", "psis_trusted", "approx_log_ratios", "psis_resample", "record_khat",
            "khat_message", "data_values", "draws_per_chunk", "khat_draws_for"]
 
 #: Draws used for the k-hat computed after every fit (0 disables it).
@@ -135,6 +135,13 @@ def importance_ess(log_weights) -> float:
 
 class StartWarning(FitWarning):
     """The mode search of a default start found several modes, or none (``approx.diagnostics["start"]``)."""
+
+
+def psis_trusted(khat: float, log_weights) -> bool:
+    """Whether PSIS-resampled draws beat q's own: k-hat below ``KHAT_THRESHOLD`` (Yao et al. 2018: the
+    weights are reliable there) and at least ``MIN_IMPORTANCE_ESS`` effective draws.  ``record_khat``
+    sets ``approx.importance_resample_default`` from it, so ``approx.sample()`` returns corrected draws."""
+    return bool(np.isfinite(khat) and khat < KHAT_THRESHOLD and importance_ess(log_weights) >= MIN_IMPORTANCE_ESS)
 
 
 def has_density(approx) -> bool:
@@ -276,10 +283,23 @@ def iw_elbo(log_ratios, k: int | None = None) -> float:
 
 
 def importance_resample(key, z, log_weights, draws: int, replace: bool = True):
-    """``draws`` rows of ``z`` chosen with probabilities proportional to exp(log_weights)."""
+    """``draws`` rows of ``z`` chosen with probabilities proportional to exp(log_weights).
+
+    With replacement the choice is systematic resampling (one uniform offset, ``draws`` evenly spaced points
+    on the weights' cumulative sum, then shuffled): each row is kept floor or ceil of draws x its weight
+    times, so the kept draws' moments carry less resampling noise than independent picks, and memory is
+    O(rows + draws) (a categorical over every pair would hold draws x rows numbers)."""
     lw = jnp.asarray(log_weights)
     if replace:
-        idx = jax.random.categorical(key, lw, shape=(int(draws),))
+        k_offset, k_order = jax.random.split(key)
+        w = np.asarray(log_weights, np.float64)
+        w = np.exp(w - np.max(w[np.isfinite(w)])) if np.isfinite(w).any() else np.ones_like(w)
+        w = np.where(np.isfinite(w), w, 0.0)
+        cum = np.cumsum(w)
+        cum /= cum[-1]  # exactly 1 at the end: every point (< 1) falls on a row of positive weight
+        points = (np.arange(int(draws)) + float(jax.random.uniform(k_offset))) / int(draws)
+        idx = np.minimum(np.searchsorted(cum, points, side="right"), w.size - 1)
+        idx = jax.random.permutation(k_order, jnp.asarray(idx))
     else:
         n_pos = int(np.count_nonzero(np.isfinite(np.asarray(log_weights))))
         if draws > n_pos:
@@ -299,12 +319,33 @@ def approx_log_ratios(approx, draws: int, key):
 def psis_resample(approx, draws: int, key, proposals: int | None = None):
     """``draws`` PSIS-resampled draws (flat) from ``proposals`` draws of ``approx`` (default: at least
     4 per kept draw, rounded up to a multiple of 1000 so few sizes compile) and the PSIS k-hat."""
-    proposals = proposals or 1000 * -(-4 * int(draws) // 1000)
+    proposals = proposals or resample_proposals(draws)
     k1, k2 = jax.random.split(key)
     z, lr = approx_log_ratios(approx, proposals, k1)
     lw, khat = psis(lr)
     return importance_resample(k2, z, lw, draws), {"importance_resampled": True, "psis_khat": khat,
                                                   "psis_proposals": int(proposals)}
+
+
+#: ``sample()``'s default PSIS resampling holds at most this many proposal numbers (proposals x dimension)
+RESAMPLE_MAX_NUMBERS = 2**26
+
+
+def resample_proposals(draws: int) -> int:
+    """The proposals ``psis_resample`` draws for ``draws`` kept draws: at least 4 per kept draw, rounded up to
+    a multiple of 1000 (so few sizes compile; 1000 draws reuse the 4000 of the k-hat check's compiled code)."""
+    return 1000 * -(-4 * int(draws) // 1000)
+
+
+def default_resample_skip(approx, draws: int) -> str:
+    """Why ``sample(draws)`` should not PSIS-resample by default ("" when it should): the proposals must fit
+    the k-hat check's data budget and ``RESAMPLE_MAX_NUMBERS`` (a large request gets q's own draws)."""
+    proposals = resample_proposals(draws)
+    if proposals * approx.cm.size > RESAMPLE_MAX_NUMBERS:
+        return f"{proposals:,} proposals x {approx.cm.size:,} dimensions exceed {RESAMPLE_MAX_NUMBERS:,} numbers"
+    if khat_draws_for(data_values(approx.cm.data), proposals) < proposals:
+        return f"{proposals:,} proposals exceed the budget of {KHAT_MAX_VALUES:,} draw x data evaluations"
+    return ""
 
 
 def khat_message(khat: float, what: str) -> str:
@@ -463,6 +504,7 @@ def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: i
     z, lr = approx_log_ratios(approx, draws, key)
     lw, khat = psis(lr)
     approx.khat, approx.khat_draws = khat, int(draws)
+    approx.importance_resample_default = psis_trusted(khat, lw)
     if warn and khat > KHAT_THRESHOLD:
         warnings.warn(khat_message(khat, getattr(approx.family, "name", type(approx).__name__)), KhatWarning,
                       stacklevel=_user_stacklevel())
@@ -625,7 +667,7 @@ def _flagged_figures(flagged, figures, limit: int) -> str:
     return ", ".join(parts) + more
 
 
-def moments_message(check: MomentCheck, what: str, limit: int = 8) -> str:
+def moments_message(check: MomentCheck, what: str, limit: int = 8, corrected: bool = False) -> str:
     def figures(lab):
         if lab in check.labels:
             j = check.labels.index(lab)
@@ -635,10 +677,12 @@ def moments_message(check: MomentCheck, what: str, limit: int = 8) -> str:
 
     return (f"The {what} approximation's moments disagree with its PSIS-reweighted ones (k-hat {check.khat:.2f}) "
             f"for {_flagged_figures(check.flagged, figures, limit)} (q's sd over the reweighted sd below 1 means q "
-            "is too narrow, as mean-field is on correlated posteriors). Try a richer family "
-            "(method='fullrank_advi' or 'lowrank_advi', 'dadvi' for linear-response covariances), "
-            "approx.sample(..., importance_resample=True), or NUTS (jv.sample(init=approx)). "
-            "See approx.diagnostics['moments'].")
+            "is too narrow, as mean-field is on correlated posteriors). "
+            + ("approx.sample() already returns PSIS-resampled draws that correct this; q's own moments "
+               "(approx.mean, approx.std, sample_node) do not. " if corrected else
+               "approx.sample(..., importance_resample=True) corrects the draws. ")
+            + "Try a richer family (method='fullrank_advi' or 'lowrank_advi', 'dadvi' for linear-response "
+            "covariances, method='auto') or NUTS (jv.sample(init=approx)). See approx.diagnostics['moments'].")
 
 
 #: A restricted family (mean-field, low-rank) whose sd is below this fraction of the Laplace normal's
@@ -722,7 +766,8 @@ def record_checks(approx, z, log_weights, khat: float, warn: bool = True, min_st
     if warn and check is not None and not check.converged:
         warnings.warn(convergence_message(check, what), NotConvergedWarning, stacklevel=_user_stacklevel())
     if warn and moments.flagged:
-        warnings.warn(moments_message(moments, what), MomentsWarning, stacklevel=_user_stacklevel())
+        warnings.warn(moments_message(moments, what, corrected=getattr(approx, "importance_resample_default", False)),
+                      MomentsWarning, stacklevel=_user_stacklevel())
     if warn and dispersion is not None and dispersion.flagged and not moments.flagged:
         warnings.warn(dispersion_message(dispersion, what), MomentsWarning, stacklevel=_user_stacklevel())
     return record

@@ -82,7 +82,9 @@ def make_inference_data(model, groups: dict[str, dict], attrs: dict | None = Non
         for group in groups:
             if group in ("observed_data", "constant_data", "predictions_constant_data"):
                 continue
-            getattr(idata, group).attrs.update({k: v for k, v in attrs.items() if v is not None})
+            # netCDF has no boolean attributes (to_netcdf would refuse them): flags are stored as 0/1
+            getattr(idata, group).attrs.update({k: int(v) if isinstance(v, (bool, np.bool_)) else v
+                                                for k, v in attrs.items() if v is not None})
     return idata
 
 

@@ -349,16 +349,24 @@ class Approximation:
         ``importance_resample=True`` resamples the draws with Pareto-smoothed importance weights
         p/q (from at least 4x as many proposals), which corrects a too-narrow or shifted q towards the
         posterior when its k-hat (attrs ``psis_khat``) is below 0.7.  The default (None) is
-        ``self.importance_resample_default``: False (q's own draws, as PyMC), except on the approximation
-        ``jv.fit(method="auto")`` returns when its k-hat is below 0.7.  The attrs also carry the
-        ``khat`` computed after the fit (see :mod:`jaxvi.diagnostics`).
+        ``self.importance_resample_default``, which the fit's k-hat check sets: True when that k-hat is
+        below 0.7 with at least 400 effective draws (``jaxvi.diagnostics.psis_trusted``), else False (q's
+        own draws, as PyMC gives; also before any check).  ``importance_resample=False`` always gives q's
+        own, and so does a default request too large to resample (more than 2**26 proposal numbers, or
+        beyond the k-hat check's data budget; attrs ``importance_resample_skipped`` says so).  The attrs
+        say which (``importance_resampled``) and carry the ``khat`` computed after the fit (see
+        :mod:`jaxvi.diagnostics`).
         """
-        if importance_resample is None:
-            importance_resample = self.importance_resample_default
         for k in kwargs:
             if k not in ("include_transformed", "hide_transformed"):
                 raise TypeError(f"sample(): unexpected keyword argument {k!r}")
         attrs = {"inference_library": "jaxvi", "variational_family": self.family.name}
+        if importance_resample is None:
+            importance_resample = self.importance_resample_default
+            if importance_resample and isinstance(draws, (int, np.integer)) and draws >= 1:
+                skip = diagnostics.default_resample_skip(self, int(draws))
+                if skip:  # too large to resample by default: q's own draws, and the attrs say why
+                    importance_resample, attrs["importance_resample_skipped"] = False, skip
         if importance_resample:
             if not isinstance(draws, (int, np.integer)) or draws < 1:
                 raise ValueError(f"draws must be a positive integer, got {draws!r}")
@@ -366,6 +374,8 @@ class Approximation:
             attrs.update(info)
         else:
             flat = self.sample_flat(draws, random_seed)
+            if diagnostics.has_density(self):
+                attrs["importance_resampled"] = False
         if not return_inferencedata:
             from jaxvi.results.inference_data import PointsTrace
 
@@ -378,8 +388,8 @@ class Approximation:
 
     # -- diagnostics (jaxvi.diagnostics) ----------------------------------------------------------
     khat = None  #: Pareto k-hat of p/q computed after the last fit (None: not computed)
-    #: what ``sample()`` does when not told: PSIS-resample q's draws towards the posterior (``jv.fit(method=
-    #: "auto")`` sets it on the approximation it returns when that has a density and k-hat < 0.7)
+    #: what ``sample()`` does when not told: PSIS-resample q's draws towards the posterior (set after each
+    #: fit by ``jaxvi.diagnostics.record_khat``: True when k-hat < 0.7 with enough effective draws)
     importance_resample_default = False
     khat_draws = 0  #: draws behind ``khat``
     #: the post-fit checks' figures ("khat", "converged", "moments"; see ``jaxvi.diagnostics.record_checks``)

@@ -310,10 +310,9 @@ class AutoInference:
         best = stages[chosen]
         trustworthy = (best.khat is not None and best.khat < diagnostics.KHAT_THRESHOLD and not best.checks)
         approx = approxes[chosen]
-        if diagnostics.has_density(approx) and best.khat is not None and best.khat < diagnostics.KHAT_THRESHOLD:
+        if approx.importance_resample_default:  # set by the stage's k-hat check (diagnostics.psis_trusted)
             # PSIS-corrected draws (Yao et al. 2018): they fix what a normal or flow leaves (a 10% too narrow
             # sd of a scale parameter, a skewed marginal) where k-hat says the weights can be trusted
-            approx.importance_resample_default = True
             why += ("; its draws are PSIS-resampled towards the posterior (k-hat < 0.7): "
                     "approx.sample(importance_resample=False) gives q's own")
         report = AutoReport(tuple(stages), chosen, why, trustworthy, d, self.accept_khat)
