@@ -350,7 +350,7 @@ class Approximation:
         p/q (from at least 4x as many proposals), which corrects a too-narrow or shifted q towards the
         posterior when its k-hat (attrs ``psis_khat``) is below 0.7.  The default (None) is
         ``self.importance_resample_default``, which the fit's k-hat check sets: True when that k-hat is
-        below 0.7 with at least 400 effective draws (``jaxvi.diagnostics.psis_trusted``), else False (q's
+        below 0.7 with at least 100 effective draws (``jaxvi.diagnostics.psis_trusted``), else False (q's
         own draws, as PyMC gives; also before any check).  ``importance_resample=False`` always gives q's
         own, and so does a default request too large to resample (more than 2**26 proposal numbers, or
         beyond the k-hat check's data budget; attrs ``importance_resample_skipped`` says so).  The attrs
