@@ -339,8 +339,9 @@ RESAMPLE_MAX_NUMBERS = 2**26
 
 def resample_proposals(draws: int) -> int:
     """The proposals ``psis_resample`` draws for ``draws`` kept draws: at least 4 per kept draw, rounded up to
-    a multiple of 1000 (so few sizes compile; 1000 draws reuse the 4000 of the k-hat check's compiled code)."""
-    return 1000 * -(-4 * int(draws) // 1000)
+    a multiple of 1000, and at least the k-hat check's ``KHAT_DRAWS`` (so up to 1000 draws reuse its compiled
+    code, and few sizes compile)."""
+    return max(KHAT_DRAWS, 1000 * -(-4 * int(draws) // 1000))
 
 
 def default_resample_skip(approx, draws: int) -> str:

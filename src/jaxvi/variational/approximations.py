@@ -347,7 +347,7 @@ class Approximation:
         """Draws from the approximation as ArviZ InferenceData (constrained values, Deterministics).
 
         ``importance_resample=True`` resamples the draws with Pareto-smoothed importance weights
-        p/q (from at least 4x as many proposals), which corrects a too-narrow or shifted q towards the
+        p/q (from at least 4x as many proposals, and at least 4000), which corrects a too-narrow or shifted q towards the
         posterior when its k-hat (attrs ``psis_khat``) is below 0.7.  The default (None) is
         ``self.importance_resample_default``, which the fit's k-hat check sets: True when that k-hat is
         below 0.7 with at least 100 effective draws (``jaxvi.diagnostics.psis_trusted``), else False (q's
