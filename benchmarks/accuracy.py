@@ -933,6 +933,10 @@ def defaults_lines(db, posteriors) -> list[str]:
         out.append(f"| {m} | {n} | {meets}/{n} ({100 * meets / n:.0f}%) | {two} | {raised} | {hung} | {warned} | "
                    f"{len(quiet)} | {_fmt(_median([r.get('seconds') for _, r in rs]), 1)} | "
                    f"{_fmt(_median([r.get('grad_evals') for _, r in rs]), 0)} |")
+    commits = {m: sorted({(r.get("library") or {}).get("commit", "n/a")[:7] for p in posteriors
+                          for r in res.get(p, {}).get(m, {}).values()}) for m in methods}
+    out += ["", "Commits each row's fits ran at (each JSON record carries its own): "
+            + "; ".join(f"{m} {', '.join(c)}" for m, c in commits.items()) + "."]
     symbol = {"meets": "+", "raised": "E", "timeout": "T", "crashed": "T"}
     out += ["", "Per posterior, one symbol per seed (in seed order): **+** meets the target, **w** misses with a warning, "
             "**S** misses silently, **E** raised, **T** timed out or crashed.", "",
