@@ -360,16 +360,15 @@ class Approximation:
         for k in kwargs:
             if k not in ("include_transformed", "hide_transformed"):
                 raise TypeError(f"sample(): unexpected keyword argument {k!r}")
+        if not isinstance(draws, (int, np.integer)) or draws < 1:
+            raise ValueError(f"draws must be a positive integer, got {draws!r}")
         attrs = {"inference_library": "jaxvi", "variational_family": self.family.name}
         if importance_resample is None:
             importance_resample = self.importance_resample_default
-            if importance_resample and isinstance(draws, (int, np.integer)) and draws >= 1:
-                skip = diagnostics.default_resample_skip(self, int(draws))
-                if skip:  # too large to resample by default: q's own draws, and the attrs say why
-                    importance_resample, attrs["importance_resample_skipped"] = False, skip
+            skip = diagnostics.default_resample_skip(self, int(draws)) if importance_resample else ""
+            if skip:  # too large to resample by default: q's own draws, and the attrs say why
+                importance_resample, attrs["importance_resample_skipped"] = False, skip
         if importance_resample:
-            if not isinstance(draws, (int, np.integer)) or draws < 1:
-                raise ValueError(f"draws must be a positive integer, got {draws!r}")
             flat, info = diagnostics.psis_resample(self, int(draws), self._next_key(random_seed))
             attrs.update(info)
         else:
