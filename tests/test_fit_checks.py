@@ -146,7 +146,8 @@ def normal_sd_model():
 def test_svgd_particles_are_checked_through_a_normal_fitted_to_them(normal_sd_model):
     """SVGD has no density (no k-hat of q): its particles are compared with a PSIS estimate of the posterior
     from a normal fitted to them. A converged fit is quiet; PyMC's 10,000 small adagrad steps, which leave
-    the particles spread over the prior's scale, are flagged by name."""
+    the particles spread over the prior's scale, are flagged by name; as the normal's weights are trusted there,
+    ``sample()`` returns its PSIS-resampled draws, which have the posterior's sd (the particles do not)."""
     m, y = normal_sd_model
     with warnings.catch_warnings():
         warnings.simplefilter("error", diagnostics.FitWarning)
@@ -156,11 +157,16 @@ def test_svgd_particles_are_checked_through_a_normal_fitted_to_them(normal_sd_mo
     # the reweighted estimate is the posterior's: mu's sd is about sd(y) / sqrt(50)
     post = good.sample(2000, random_seed=0).posterior
     assert float(post["mu"].std()) == pytest.approx(y.std() / np.sqrt(y.size), rel=0.2)
-    with pytest.warns(diagnostics.MomentsWarning, match=r"SVGD particles.*mu \(mean off by") as rec:
+    with pytest.warns(diagnostics.MomentsWarning, match=r"SVGD particles.*mu \(mean off by.*already returns") as rec:
         bad = jv.fit(10_000, method="svgd", model=m, random_seed=0, progressbar=False)
     c = bad.diagnostics["particles"]
-    assert c.ran and set(c.flagged) == {"mu", "sd_log__"} and c.sd_ratio[0] > 2
-    assert float(bad.sample(2000, random_seed=0).posterior["mu"].std()) > 3 * y.std() / np.sqrt(y.size)
+    assert c.ran and set(c.flagged) == {"mu", "sd_log__"} and c.sd_ratio[0] > 2 and c.resample
+    assert bad.importance_resample_default
+    corrected = bad.sample(2000, random_seed=0).posterior
+    assert corrected.attrs["importance_resampled"] == 1
+    assert float(corrected["mu"].std()) == pytest.approx(y.std() / np.sqrt(y.size), rel=0.2)
+    particles = bad.sample(2000, random_seed=0, importance_resample=False).posterior
+    assert float(particles["mu"].std()) > 3 * y.std() / np.sqrt(y.size)
     assert len([r for r in rec if issubclass(r.category, diagnostics.FitWarning)]) == 1
 
 

@@ -323,11 +323,12 @@ def approx_log_ratios(approx, draws: int, key):
 
 
 def psis_resample(approx, draws: int, key, proposals: int | None = None):
-    """``draws`` PSIS-resampled draws (flat) from ``proposals`` draws of ``approx`` (default: at least
-    4 per kept draw, rounded up to a multiple of 1000 so few sizes compile) and the PSIS k-hat."""
+    """``draws`` PSIS-resampled draws (flat) from ``proposals`` draws of ``approx``'s ``proposal`` (q, or
+    the particles' normal; default: at least 4 per kept draw, rounded up to a multiple of 1000 so few sizes
+    compile) and the PSIS k-hat."""
     proposals = proposals or resample_proposals(draws)
     k1, k2 = jax.random.split(key)
-    z, lr = approx_log_ratios(approx, proposals, k1)
+    z, lr = log_importance_ratios(approx.cm, *proposal(approx), k1, proposals)
     lw, khat = psis(lr)
     return importance_resample(k2, z, lw, draws), {"importance_resampled": True, "psis_khat": khat,
                                                   "psis_proposals": int(proposals)}
@@ -395,43 +396,71 @@ class ParticleCheck(NamedTuple):
     sd_ratio: np.ndarray  #: particles' sd / reweighted sd
     flagged: tuple
     ess: float
+    #: whether ``sample()`` returns the normal's PSIS-resampled draws by default (``psis_trusted``)
+    resample: bool = False
 
 
-def particle_check(approx, draws: int, key) -> ParticleCheck:
-    """The check for an approximation without a density made of particles (``vparams["particles"]``).
-
-    The normal is N(mean, cov) of the particles (the diagonal of cov when there are fewer than 2 d
-    particles); its limits for the moments are ``moment_check``'s, widened by the particles' own Monte
-    Carlo error (1/sqrt(particles) sds), so only errors beyond what that many particles can resolve are flagged.
-    """
+def particle_normal(approx):
+    """The full-rank normal N(mean, cov) of the particles ``approx.vparams["particles"]`` (the diagonal of cov
+    when there are fewer than 2 d particles) as ``(FullRankFamily, params)``; None when cov is singular.
+    ``particle_check`` judges the particles through it, and ``proposal`` resamples from it."""
     from jaxvi.model.transforms import PackedCholesky
     from jaxvi.vi.families import FullRankFamily
 
     cm = approx.cm
     x = np.asarray(approx.vparams["particles"], np.float64)
     n, d = x.shape
-    labels = tuple(cm.layout.labels())
-    mean = x.mean(axis=0)
     cov = np.cov(x, rowvar=False).reshape(d, d) if n > 2 * d else np.diag(x.var(axis=0, ddof=1))
     cov = cov + np.eye(d) * 1e-8 * max(float(np.max(np.diag(cov))), 1e-12)
-    empty = np.full(d, np.nan)
     try:
         chol = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
+        return None
+    return FullRankFamily(), {"mu": jnp.asarray(x.mean(axis=0), cm.dtype),
+                              "L_tril": PackedCholesky(d).inv(jnp.asarray(chol, cm.dtype))}
+
+
+def proposal(approx):
+    """The density ``psis_resample`` draws proposals from, as ``(family, params)``: q itself when it has a
+    density, the particles' normal (``particle_normal``) for particles; TypeError when there is neither."""
+    if has_density(approx):
+        return approx.family, approx.vparams
+    normal = particle_normal(approx) if "particles" in getattr(approx, "vparams", {}) else None
+    if normal is None:
+        raise TypeError(f"a {type(approx).__name__} approximation has no density log q (and its particles no "
+                        "usable normal): importance ratios, k-hat and importance resampling need one")
+    return normal
+
+
+def particle_check(approx, draws: int, key) -> ParticleCheck:
+    """The check for an approximation without a density made of particles (``vparams["particles"]``).
+
+    The particles are compared with the PSIS-reweighted draws of their normal (``particle_normal``); the limits
+    for the moments are ``moment_check``'s, widened by the particles' own Monte Carlo error (1/sqrt(particles)
+    sds), so only errors beyond what that many particles can resolve are flagged.  ``record_particles`` also
+    reads from it whether ``sample()`` should resample that normal's draws by default (``psis_trusted``).
+    """
+    cm = approx.cm
+    x = np.asarray(approx.vparams["particles"], np.float64)
+    n, d = x.shape
+    labels = tuple(cm.layout.labels())
+    empty = np.full(d, np.nan)
+    normal = particle_normal(approx)
+    if normal is None:
         return ParticleCheck(False, "the particles' covariance is singular", float("inf"), labels, empty, empty,
-                             (), float("nan"))
-    params = {"mu": jnp.asarray(mean, cm.dtype), "L_tril": PackedCholesky(d).inv(jnp.asarray(chol, cm.dtype))}
-    z, lr = log_importance_ratios(cm, FullRankFamily(), params, key, draws)
+                             (), float("nan"), False)
+    z, lr = log_importance_ratios(cm, *normal, key, draws)
     lw, khat = psis(lr)
     if not np.isfinite(khat) or khat >= MOMENTS_MAX_KHAT:
         return ParticleCheck(False, f"k-hat {khat:.2f} >= {MOMENTS_MAX_KHAT}: a normal fitted to the particles is "
-                             "not a usable proposal", float(khat), labels, empty, empty, (), float("nan"))
+                             "not a usable proposal", float(khat), labels, empty, empty, (), float("nan"), False)
     w, ess = _normalised(lw)
     z = np.asarray(z, np.float64)
     se = MOMENTS_NOISE_Z * np.sqrt(1.0 / n + max(1.0 / ess - 1.0 / z.shape[0], 0.0))
-    shift, ratio, bad = _compare_moments(mean, x.std(axis=0), z, w, se, MOMENTS_MEAN_SHIFT, MOMENTS_SD_RATIO)
+    shift, ratio, bad = _compare_moments(x.mean(axis=0), x.std(axis=0), z, w, se, MOMENTS_MEAN_SHIFT,
+                                         MOMENTS_SD_RATIO)
     return ParticleCheck(True, "", float(khat), labels, shift, ratio, tuple(lab for lab, b in zip(labels, bad) if b),
-                         ess)
+                         ess, psis_trusted(khat, lw))
 
 
 def particles_message(check: ParticleCheck, what: str, limit: int = 8) -> str:
@@ -446,12 +475,18 @@ def particles_message(check: ParticleCheck, what: str, limit: int = 8) -> str:
 
     return (f"The {what} particles' moments disagree with an importance-sampling estimate of the posterior's "
             f"(a normal fitted to the particles, reweighted to p; k-hat {check.khat:.2f}) for "
-            f"{_flagged_figures(check.flagged, figures, limit)} (unconstrained space). Try more steps or particles, "
+            f"{_flagged_figures(check.flagged, figures, limit)} (unconstrained space). "
+            + ("approx.sample() already returns that normal's PSIS-resampled draws, which correct this; the "
+               "particles themselves (approx.histogram, approx.mean) do not. " if check.resample else "")
+            + "Try more steps or particles, "
             "a fitted family (method='fullrank_advi', method='auto'), or NUTS (jv.sample(init=approx)). See approx.diagnostics['particles'].")
 
 
 def record_particles(approx, draws: int, warn: bool, min_steps: int):
-    """``particle_check`` on a fitted particle approximation into ``approx.diagnostics["particles"]``."""
+    """``particle_check`` on a fitted particle approximation into ``approx.diagnostics["particles"]``; sets
+    ``approx.importance_resample_default`` when the check trusts the weights of the particles' normal
+    (``sample()`` then returns its PSIS-resampled draws: 100 particles cannot resolve sds to 10%)."""
+    approx.importance_resample_default = False
     if len(getattr(approx, "hist", ())) < min_steps or "particles" not in getattr(approx, "vparams", {}):
         return None
     if getattr(approx.cm, "minibatch_groups", None):
@@ -461,6 +496,7 @@ def record_particles(approx, draws: int, warn: bool, min_steps: int):
         return None
     check = particle_check(approx, n, jax.random.key(len(approx.hist)))
     approx.diagnostics = {**(getattr(approx, "diagnostics", None) or {}), "particles": check}
+    approx.importance_resample_default = check.resample
     if warn and (check.flagged or not check.ran):
         warnings.warn(particles_message(check, "SVGD" if approx.family.name == "empirical" else approx.family.name),
                       MomentsWarning if check.ran else KhatWarning, stacklevel=_user_stacklevel())
