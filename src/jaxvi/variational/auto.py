@@ -7,7 +7,8 @@ The stages, cheapest first; each is judged by its PSIS k-hat and the post-fit ch
 2. a Gaussian fitted by ADVI with the library's default settings (``jv.fit(method="fullrank_advi")``,
    or ``"lowrank_advi"`` above ``AUTO_FULLRANK_MAX_DIM`` dimensions): its mode-search start and
    default recipe;
-3. a normalizing flow (``method="nfvi"``, ``AUTO_FLOW``) from its own start.
+3. a normalizing flow (``method="nfvi"``, ``AUTO_FLOW``) from its own start;
+4. a larger flow (``AUTO_FLOW_LARGE``), also from its own start.
 
 A stage *passes* when its k-hat is below ``accept_khat`` (default ``AUTO_ACCEPT_KHAT`` = 0.5) and no
 check fired (loss still falling, PSIS-reweighted moments off q's, every Pathfinder path stopped by
@@ -42,7 +43,7 @@ from jaxvi.vi.flows import is_flow_spec
 
 __all__ = ["AutoInference", "AutoStage", "AutoReport", "AutoWarning", "AUTO_ACCEPT_KHAT", "AUTO_FULLRANK_MAX_DIM",
            "AUTO_PATHFINDER_MIN_ESS",
-           "AUTO_FLOW", "AUTO_FLOW_STEPS", "AUTO_FLOW_1D", "AUTO_KHAT_BANDS", "AUTO_STAGE_OPTIONS", "khat_band"]
+           "AUTO_FLOW", "AUTO_FLOW_LARGE", "AUTO_FLOW_STEPS", "AUTO_FLOW_1D", "AUTO_KHAT_BANDS", "AUTO_STAGE_OPTIONS", "khat_band"]
 
 #: A stage passes (and ends the search) below this k-hat with no check fired: PSIS's "good" range,
 #: where importance weighting can fix what is left (Vehtari et al. 2024); see docs/auto.md.
@@ -54,6 +55,10 @@ AUTO_PATHFINDER_MIN_ESS = diagnostics.MIN_IMPORTANCE_REL_ESS
 AUTO_FULLRANK_MAX_DIM = 100
 #: The flow of stage 3 (d >= 2): two RealNVP couplings, then the scale and loc layers every flow ends with.
 AUTO_FLOW = "realnvp*2"
+#: The flow of stage 4 (d >= 2), when stage 3 did not pass: four couplings.  On centred eight schools a flow's
+#: fit depends on its seed (realnvp*2 and realnvp*4 each met the target on 1 of 3 seeds, not the same ones);
+#: with both, the diagnostics pick the better one.
+AUTO_FLOW_LARGE = "realnvp*4"
 #: The flow stage's steps when ``fit()`` gets no ``n`` (3x a plain ``jv.fit(method="nfvi")``'s 10,000): the
 #: stage runs only where both normals failed, and there the flow was still improving at 10,000 (centred
 #: eight schools: 1 of 3 seeds met the target at 10,000 steps, 2 of 3 at 30,000).
@@ -249,9 +254,16 @@ class AutoInference:
         return "fullrank_advi" if self.cm.size <= self.fullrank_max_dim else "lowrank_advi"
 
     def flow_spec(self) -> str | None:
+        """The first flow stage's formula (None: no flow stage)."""
+        specs = self.flow_specs()
+        return specs[0] if specs else None
+
+    def flow_specs(self) -> tuple:
+        """The flow stages' formulas: ``flow="auto"`` gives ``AUTO_FLOW`` then ``AUTO_FLOW_LARGE`` (``AUTO_FLOW_1D``
+        alone when d = 1), a formula gives that one flow, None none."""
         if self.flow == "auto":
-            return AUTO_FLOW if self.cm.size >= 2 else AUTO_FLOW_1D
-        return self.flow
+            return (AUTO_FLOW, AUTO_FLOW_LARGE) if self.cm.size >= 2 else (AUTO_FLOW_1D,)
+        return () if self.flow is None else (self.flow,)
 
     # -- fitting ----------------------------------------------------------------------------------
     @engine.guarded  # Ctrl-C during a stage stops it (and the escalation) cleanly
@@ -285,10 +297,11 @@ class AutoInference:
                 (gauss, n, lambda done: dict(common, **gauss_extra, **stage_kwargs,
                                              **(_moments_start(done[0]) if self.gaussian_start else {})),
                  f"escalated to {gauss_what}")]
-        spec = self.flow_spec()
-        if spec is not None:  # the flow's own start: at the Gaussian's moments it ended worse (docs/auto.md)
-            plan.append((f"nfvi={spec}", AUTO_FLOW_STEPS if n is None else n, lambda done: dict(common, **stage_kwargs),
-                         f"escalated to a normalizing flow ({spec})"))
+        specs = self.flow_specs()
+        spec = specs[0] if specs else None
+        for i, flow in enumerate(specs):  # the flow's own start: at the Gaussian's moments it ended worse (docs/auto.md)
+            plan.append((f"nfvi={flow}", AUTO_FLOW_STEPS if n is None else n, lambda done: dict(common, **stage_kwargs),
+                         f"escalated to a {'larger ' if i else ''}normalizing flow ({flow})"))
         t_start = time.perf_counter()
         stages, approxes = [], []
         for method, steps, arguments, escalation in plan:
