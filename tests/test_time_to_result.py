@@ -33,28 +33,17 @@ def test_psis_khat_of_an_exact_pareto_tail():
         assert diagnostics.psis(-k * np.log(rng.uniform(size=40000)))[1] == pytest.approx(k, abs=0.15)
 
 
-@pytest.mark.parametrize("preload", ["1", "0"])
-def test_a_fit_and_its_khat_do_not_import_arviz(preload):
-    """A fit never imports arviz itself; arviz's heavy dependencies are imported in a background thread
-    during the fit (``preload_arviz``) unless ``JAXVI_PRELOAD=0``, and the first sample() then works."""
+def test_a_fit_and_its_khat_do_not_import_arviz():
     code = ("import sys, jaxvi as jv\n"
-            "from jaxvi.results import inference_data as idm\n"
             "with jv.Model():\n"
             "    jv.Normal('y', jv.Normal('mu', 0, 1), 1, observed=[0.1, -0.3, 0.5])\n"
             "    approx = jv.fit(1000, progressbar=False, random_seed=0)\n"
             "assert approx.khat is not None\n"
-            "print('arviz' in sys.modules)\n"
-            "t = idm._preload.get('thread')\n"
-            "t is None or t.join(60)\n"
-            "print(all(m in sys.modules for m in idm.ARVIZ_DEPENDENCIES))\n"
-            "print(approx.sample(100).posterior['mu'].shape)\n")
-    env = dict(os.environ, PYTHONPATH=SRC, JAXVI_COMPILATION_CACHE="0", JAXVI_PRELOAD=preload)
+            "print('arviz' in sys.modules)\n")
+    env = dict(os.environ, PYTHONPATH=SRC, JAXVI_COMPILATION_CACHE="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    arviz, deps, shape = out.stdout.strip().splitlines()[-3:]
-    assert arviz == "False"
-    assert deps == ("True" if preload == "1" and (os.cpu_count() or 1) > 1 else "False")
-    assert shape == "(1, 100)"
+    assert out.stdout.split()[-1] == "False"
 
 
 @pytest.mark.parametrize("every", [1, 7])

@@ -8,10 +8,6 @@ by the compiled model, vectorised over chains and draws.
 from __future__ import annotations
 
 
-import importlib
-import os
-import sys
-import threading
 import warnings
 from importlib.metadata import version
 
@@ -21,7 +17,7 @@ import numpy as np
 
 from jaxvi.model.compiled import CompiledModel
 
-__all__ = ["to_inference_data", "posterior_values", "make_inference_data", "import_arviz", "preload_arviz", "ARVIZ_MAJOR"]
+__all__ = ["to_inference_data", "posterior_values", "make_inference_data", "import_arviz", "ARVIZ_MAJOR"]
 
 ARVIZ_MAJOR = int(version("arviz").split(".")[0])
 
@@ -33,37 +29,6 @@ def import_arviz():
         import arviz
 
     return arviz
-
-
-#: what ``import arviz`` spends most of its time on (scipy.stats, xarray and pandas, matplotlib.pyplot: 85-95% of
-#: its 1.5-3 s), none of which imports arviz or jaxvi or warns on import
-ARVIZ_DEPENDENCIES = ("scipy.stats", "xarray", "matplotlib.pyplot")
-_preload: dict = {}
-
-
-def preload_arviz() -> None:
-    """Import arviz's heavy dependencies in a background thread, once per process, while a fit runs.
-
-    A fit spends most of its time in XLA, which releases the GIL, so on a second core these imports
-    are free, and the first ``approx.sample()`` (which needs arviz) no longer pays for them: the cold
-    time to result of a small model falls by about a second.  arviz itself (which may warn on import,
-    filtered in :func:`import_arviz` with ``catch_warnings``, not thread-safe) is still imported on first
-    use in the calling thread.  Nothing is started when arviz is already imported, when
-    ``JAXVI_PRELOAD=0``, or on a single-core machine.  A failed import is left for the first use to report.
-    """
-    if _preload or "arviz" in sys.modules or os.environ.get("JAXVI_PRELOAD", "1") == "0" or (os.cpu_count() or 1) < 2:
-        return
-
-    def run():
-        for name in ARVIZ_DEPENDENCIES:
-            try:
-                importlib.import_module(name)
-            except Exception:  # noqa: BLE001 - reported by the import on first use
-                return
-
-    # not a daemon: interpreter shutdown never interrupts an import halfway
-    _preload["thread"] = thread = threading.Thread(target=run, name="jaxvi-preload-arviz")
-    thread.start()
 
 
 def values_fn(cm: CompiledModel, nodes: tuple):

@@ -39,7 +39,6 @@ import numpy as np
 from jaxvi.engine import loop as engine
 from jaxvi.model.context import Model, modelcontext
 from jaxvi.results import diagnostics
-from jaxvi.results.inference_data import preload_arviz
 from jaxvi.vi.flows import is_flow_spec
 
 __all__ = ["AutoInference", "AutoStage", "AutoReport", "AutoWarning", "AUTO_ACCEPT_KHAT", "AUTO_FULLRANK_MAX_DIM",
@@ -271,7 +270,6 @@ class AutoInference:
     def fit(self, n: int | None = None, callbacks=None, progressbar: bool = True, **kwargs):
         """Run the stages (``n`` steps for each optimisation stage; by default each stage's own default,
         ``jv.fit``'s without ``n``) and return the chosen approximation."""
-        preload_arviz()  # arviz's imports overlap the fit (used by the first sample())
         n = None if n is None else _check_n(n)
         for k in kwargs:
             if k in _REFUSED:

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvi.results import diagnostics
-from jaxvi.results.inference_data import preload_arviz
 from jaxvi.engine import loop as engine
 from jaxvi.variational.callbacks import PlateauRule
 from jaxvi.engine.feeding import Feeding, make_mesh
@@ -142,7 +141,6 @@ class Inference:
         the -ELBO still falling, PSIS-reweighted moments off q's (``approx.diagnostics``; see
         ``jaxvi.diagnostics.record_checks``); they use k-hat's draws, so ``khat=False`` turns them off too.
         """
-        preload_arviz()  # arviz's imports overlap the fit (used by the first sample())
         for k in kwargs:
             if k not in ("score", "tf_n_mc", "fn_kwargs", "more_updates", "more_obj_params", "more_tf_params",
                          "more_replacements", "total_grad_norm_constraint", "obj_n_mc"):
@@ -857,7 +855,6 @@ class UnknownMethodError(KeyError, ValueError):
 def fit(n: int | None = None, method="advi", model: Model | None = None, random_seed=None, start=None,
         start_sigma=None, inf_kwargs: dict | None = None, **kwargs) -> Approximation:
     """Fit an approximation with ``method`` ("advi", "fullrank_advi", ... or an Inference object)."""
-    preload_arviz()  # arviz's imports overlap the fit (used by the first sample())
     inf_kwargs = dict(inf_kwargs or {})
     if isinstance(method, Inference):
         inference = method
