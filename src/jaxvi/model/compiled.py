@@ -187,7 +187,8 @@ class CompiledModel:
         under a dozen transformations; each retrace of a model cost 0.05-0.2 s); inside another trace it is
         a nested call that XLA inlines, so the compiled programs are unchanged.
         """
-        fn = self.cached(("logp", bool(jacobian)), lambda: jax.jit(functools.partial(self._logp, jacobian=bool(jacobian))))
+        jacobian = bool(jacobian)
+        fn = self.cached(("logp", jacobian), lambda: jax.jit(functools.partial(self._logp, jacobian=jacobian)))
         return fn(flat, self._batch(batch))
 
     def _logp(self, flat, batch, jacobian: bool = True):
