@@ -73,7 +73,6 @@ class CompiledModel:
         self._by_value_name = {rv.value_name: rv for rv in self.free_rvs}
         self.batching = Batching.of([*self.free_rvs, *self.observed_rvs, *self.potentials, *self.deterministics])
         self.minibatch_groups = self.batching.groups
-        self.logp_jit = jax.jit(self.logp, static_argnames=("jacobian",))
         self.logp_and_grad = jax.jit(jax.value_and_grad(self.logp))
         self._initial_jit = jax.jit(self._initial_point)
         self._derived: dict = {}

@@ -218,7 +218,7 @@ class Approximation:
         cm, key = self.cm, self._derived_key(4)
         base = self._start_point(None)
         self.start_pending = False
-        if not np.isfinite(float(cm.logp_jit(base, cm.data))):
+        if not np.isfinite(float(cm.logp(base, cm.data))):
             # a log density that is not finite at the initial point: no search (PyMC's start, and the fit's own
             # error names the variable and the step)
             return self.family.init(base, self._start_sigma(start_sigma))
