@@ -27,7 +27,7 @@ from jaxvi.variational.approximations import (Approximation, DADVIFullRank, DADV
                                               LowRank, MeanField, NormalizingFlow, PathfinderApproximation, _key)
 from jaxvi.vi import dadvi as dadvi_numerics
 from jaxvi.variational.auto import AutoInference
-from jaxvi.vi.pathfinder import STATUS, single_path
+from jaxvi.vi.pathfinder import STATUS, pooled_draws, single_path
 from jaxvi.model.context import Model, modelcontext
 from jaxvi.vi.objectives import ImportanceWeighted, Renyi, get_objective, kl_qp, prior_tempered_logp
 from jaxvi.vi.stein import get_estimator, get_kernel, implicit_objective
@@ -614,6 +614,15 @@ class NFVI(KLqp):
 #: Pathfinder's default L-BFGS history: this many (s, y) pairs up to PATHFINDER_HISTORY_BUDGET / d, at least 6.
 PATHFINDER_MAX_HISTORY = 50
 PATHFINDER_HISTORY_BUDGET = 20_000
+#: Pathfinder's default paths, draws per path from each path's normal (and as many from its Student-t with
+#: PATHFINDER_TAIL_DF degrees of freedom), pooled with mixture weights (``jaxvi.vi.pathfinder.pooled_draws``).
+#: Stan's and pymc-extras' 4 paths x 1000 draws, each path's draws weighted by its own normal, left the
+#: importance ESS at 70-300 on funnels and heavy-tailed priors (k-hat 0.7-0.85): the resampled means were
+#: 0.3-1 sd off on non-centred eight schools and the Cauchy-prior regression.  With 8 paths x (4000 + 4000)
+#: both met the 0.1 sd target on 3 of 3 seeds (Cauchy prior: k-hat -0.3 to -0.1); see benchmarks/accuracy.md.
+PATHFINDER_PATHS = 8
+PATHFINDER_DRAWS = 4000
+PATHFINDER_TAIL_DF = 5.0
 
 
 def default_history_size(d: int) -> int:
@@ -628,11 +637,15 @@ def default_history_size(d: int) -> int:
 class Pathfinder(Inference):
     """Pathfinder as an inference method: ``Pathfinder(model).fit()`` (or ``jv.fit(method="pathfinder")``).
 
-    ``num_paths`` (default 4) paths start from the model's initial point with uniform(-init_jitter,
+    ``num_paths`` (default 8) paths start from the model's initial point with uniform(-init_jitter,
     init_jitter) jitter in unconstrained space (starts with a non-finite log-density or gradient
     are re-jittered).  One path gives a ``PathfinderApproximation`` (normal, with a density);
     several give an ``Empirical`` of ``num_draws`` draws resampled with PSIS weights from the
-    pooled ``draws_per_path`` draws of each path (``importance=False``: resampled uniformly).
+    pooled draws: ``draws_per_path`` (4000) from each path's normal and ``tail_draws`` (4000) from a
+    Student-t with ``tail_df`` (5) degrees of freedom and the same centre and scale, weighted against
+    the mixture of all of them (``jaxvi.vi.pathfinder.pooled_draws``; ``tail_draws=0``,
+    ``num_paths=4``, ``draws_per_path=1000`` is close to Stan's multi-path Pathfinder, which weights
+    each path's draws by its own normal).  ``importance=False``: the normals' draws resampled uniformly.
     ``history_size`` (L-BFGS pairs behind each path's covariance): None picks ``default_history_size(d)``,
     50 up to 400 parameters, fewer above, at least the paper's 6.  After ``fit``: ``approx.hist`` is the -ELBO per L-BFGS iteration of the best path, and
     ``n_grad_evals`` (also on the approximation), ``n_logp_evals``, ``n_iters``, ``elbos``,
@@ -642,16 +655,22 @@ class Pathfinder(Inference):
 
     model = None  # a plain attribute here (Inference reads it from its approximation)
 
-    def __init__(self, model: Model | None = None, random_seed=None, num_paths: int = 4, num_draws: int = 4000,
-                 draws_per_path: int = 1000, max_iters: int = 1000, history_size: int | None = None,
-                 num_elbo_draws: int = 25, init_jitter: float = 2.0, importance: bool = True,
-                 rel_tol: float | None = None, grad_tol: float = 1e-8, max_linesearch_steps: int = 30,
-                 start=None):
+    def __init__(self, model: Model | None = None, random_seed=None, num_paths: int = PATHFINDER_PATHS,
+                 num_draws: int = 4000, draws_per_path: int = PATHFINDER_DRAWS, max_iters: int = 1000,
+                 history_size: int | None = None, num_elbo_draws: int = 25, init_jitter: float = 2.0,
+                 importance: bool = True, rel_tol: float | None = None, grad_tol: float = 1e-8,
+                 max_linesearch_steps: int = 30, start=None, tail_draws: int = PATHFINDER_DRAWS,
+                 tail_df: float = PATHFINDER_TAIL_DF):
         for name, v in dict(num_paths=num_paths, num_draws=num_draws, draws_per_path=draws_per_path,
                             max_iters=max_iters, num_elbo_draws=num_elbo_draws,
                             **({} if history_size is None else {"history_size": history_size})).items():
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"Pathfinder: {name} must be a positive integer, got {v!r}")
+        if isinstance(tail_draws, bool) or not isinstance(tail_draws, (int, np.integer)) or tail_draws < 0:
+            raise ValueError(f"Pathfinder: tail_draws must be a non-negative integer, got {tail_draws!r}")
+        if isinstance(tail_df, bool) or not isinstance(tail_df, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(tail_df) or tail_df <= 0:
+            raise ValueError(f"Pathfinder: tail_df must be a positive number, got {tail_df!r}")
         if not np.isfinite(init_jitter) or init_jitter < 0:
             raise ValueError(f"Pathfinder: init_jitter must be a non-negative number, got {init_jitter!r}")
         self.model = modelcontext(model, what="Pathfinder")
@@ -662,6 +681,9 @@ class Pathfinder(Inference):
         self._random_seed = random_seed
         self.num_paths, self.num_draws, self.draws_per_path = int(num_paths), int(num_draws), int(draws_per_path)
         self.init_jitter, self.importance, self.start = float(init_jitter), bool(importance), start
+        # uniform resampling (importance=False) pools the normals' draws only: the t draws exist for the weights
+        self.tail_draws = int(tail_draws) if self.importance and self.num_paths > 1 else 0
+        self.tail_df = float(tail_df)
         if history_size is None:
             history_size = default_history_size(self.cm.size)
         self.options = dict(max_iters=int(max_iters), history_size=int(history_size),
@@ -676,16 +698,21 @@ class Pathfinder(Inference):
 
     def _runner(self, options):
         cm = self.cm
+        pool = self.num_paths > 1
+        tails = dict(tail_draws=self.tail_draws, tail_df=self.tail_df)
 
         def build():
-            def run(x0s, keys, batch):
+            def run(x0s, keys, key_pool, batch):
+                logp = lambda z: cm.logp(z, batch)  # noqa: E731
                 # one path after the other: compiled once (a vmap of the L-BFGS loops compiles ~2x longer)
-                return jax.lax.map(lambda a: single_path(lambda z: cm.logp(z, batch), a[0], a[1], **options),
-                                   (x0s, keys))
+                out = jax.lax.map(lambda a: single_path(logp, a[0], a[1], **options), (x0s, keys))
+                if pool:
+                    out["pooled"], out["pooled_log_ratios"] = pooled_draws(logp, out, key_pool, **tails)
+                return out
 
             return jax.jit(run)
 
-        return cm.cached(("pathfinder", tuple(sorted(options.items()))), build)
+        return cm.cached(("pathfinder", pool, tuple(sorted({**options, **tails}.items()))), build)
 
     def _starts(self, key):
         from jaxvi.results.mcmc import dispersed_points
@@ -702,11 +729,11 @@ class Pathfinder(Inference):
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
                 raise ValueError(f"Pathfinder: n (maximum L-BFGS iterations) must be a positive integer, got {n!r}")
             options["max_iters"] = min(int(n), options["max_iters"])
-        self._key, k_start, k_run, k_resample = jax.random.split(self._key, 4)
+        self._key, k_start, k_run, k_resample, k_pool = jax.random.split(self._key, 5)
         x0s = self._starts(k_start)
         with jax.enable_x64(True):  # L-BFGS in float64 whatever the model's dtype (scoped, not JAX's global flag)
             out = self._runner(options)(jnp.asarray(x0s, jnp.float64), jax.random.split(k_run, self.num_paths),
-                                        self.cm.data)
+                                        k_pool, self.cm.data)
             out = jax.tree_util.tree_map(np.asarray, out)
         best_elbo = out["best_elbo"]
         if not np.isfinite(best_elbo).any():
@@ -716,7 +743,7 @@ class Pathfinder(Inference):
         self.elbos, self.n_iters, self.status = out["elbos"], out["n_iters"], [STATUS[s] for s in out["status"]]
         self.n_grad_evals = int(out["n_grad_evals"].sum())
         self.n_logp_evals = int(((out["n_iters"] + 1) * options["num_elbo_draws"]).sum()
-                                + self.num_paths * self.draws_per_path)
+                                + self.num_paths * (self.draws_per_path + self.tail_draws))
         best = int(np.argmax(best_elbo))
         hist = -out["elbos"][best, 1: out["n_iters"][best] + 1]  # iterations 1..n (none at the start point)
         # each path's ELBO from its own fresh draws (unbiased, unlike the best of the per-iterate estimates)
@@ -724,13 +751,14 @@ class Pathfinder(Inference):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a path with no finite draw: NaN
             self.path_elbos = np.nanmean(fresh, axis=1)
-        lr = out["log_ratios"].reshape(-1)
+        # one path: its normal's own ratios; several: the pooled draws' ratios against the mixture they came from
+        lr = out["log_ratios"].reshape(-1) if self.num_paths == 1 else out["pooled_log_ratios"]
         lw, khat = diagnostics.psis(lr)
         if self.num_paths == 1:
             params = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0], self.cm.dtype), out["params"])
             approx = PathfinderApproximation(model=self.model, params=params, random_seed=self._random_seed)
         else:
-            draws = out["draws"].reshape(-1, self.cm.size).astype(self.cm.dtype)
+            draws = out["pooled"].astype(self.cm.dtype)
             if not self.importance:
                 lw = np.where(np.isfinite(lr), 0.0, -np.inf)
             chosen = np.asarray(diagnostics.importance_resample(k_resample, draws, lw, self.num_draws))
@@ -743,13 +771,14 @@ class Pathfinder(Inference):
         approx.diagnostics = {"khat": khat, "ess": ess}
         if khat > diagnostics.KHAT_THRESHOLD:
             warnings.warn(diagnostics.khat_message(khat, "Pathfinder"), diagnostics.KhatWarning, stacklevel=2)
-        elif ess is not None and (ess < max(diagnostics.MIN_IMPORTANCE_ESS, diagnostics.MIN_IMPORTANCE_REL_ESS * lr.size)
+        elif ess is not None and (ess < max(diagnostics.MIN_IMPORTANCE_ESS,
+                                            diagnostics.MIN_IMPORTANCE_REL_ESS * self.num_paths * self.draws_per_path)
                                   or khat > diagnostics.IMPORTANCE_KHAT):
             # the draws are the importance-sampling estimate itself: with few effective draws or k-hat above 0.5
             # (where PSIS converges slowly) their means can be 0.1 sd off with no k-hat warning
             warnings.warn(f"Pathfinder's {self.num_draws} draws are resampled from {lr.size} path draws with k-hat "
                           f"{khat:.2f} and an effective sample size of {ess:.0f}: above k-hat 0.5, or below "
-                          f"{diagnostics.MIN_IMPORTANCE_ESS} effective draws or half the draws, the resampled means and "
+                          f"{diagnostics.MIN_IMPORTANCE_ESS} effective draws or half the paths' normal draws, the resampled means and "
                           "sds can be about 0.1 posterior sds off. Try more draws (draws_per_path=, num_paths=) or a fitted family "
                           "(method='fullrank_advi', method='auto'). See approx.diagnostics['ess'].",
                           diagnostics.EssWarning, stacklevel=2)

@@ -32,7 +32,7 @@ from typing import ClassVar
 from jaxvi.vi.families import _LOG_2PI
 from jaxvi.vi.objectives import log_ratio
 
-__all__ = ["BFGSNormalFamily", "single_path", "bfgs_normal_params", "diagonal_update", "STATUS"]
+__all__ = ["BFGSNormalFamily", "single_path", "pooled_draws", "bfgs_normal_params", "diagonal_update", "STATUS"]
 
 
 # -- the normal approximation built from an L-BFGS history --------------------------------------------
@@ -265,3 +265,50 @@ def single_path(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, 
     return {"params": params, "elbos": out["elbos"], "best": out["best"], "best_elbo": out["best_elbo"],
             "n_iters": out["it"], "n_grad_evals": out["evals"], "status": out["status"], "draws": draws,
             "log_ratios": lr, "x": out["x"]}
+
+
+# -- multi-path: the pooled draws and their importance ratios -------------------------------------------
+def _log_student_t(lq_normal, logdet, d, df):
+    """log density of the Student-t with the normal's centre and scale, from the normal's log density."""
+    maha = -2.0 * lq_normal - logdet - d * _LOG_2PI
+    return (jax.scipy.special.gammaln((df + d) / 2) - jax.scipy.special.gammaln(df / 2) - d / 2 * jnp.log(df * jnp.pi)
+            - 0.5 * logdet - (df + d) / 2 * jnp.log1p(maha / df))
+
+
+def pooled_draws(logp, paths, key, *, tail_draws: int = 0, tail_df: float = 5.0):
+    """Every path's draws pooled, with log ratios log p - log q against the mixture they came from (pure).
+
+    ``paths`` is ``single_path``'s output stacked over L paths (leading axis).  Each path with a
+    finite ELBO adds its ``num_draws`` draws from its normal and ``tail_draws`` from a Student-t with
+    ``tail_df`` degrees of freedom, the normal's centre and scale.  q is the equal-weight mixture of
+    all of them: a draw's weight p/q is at most (draws in all) / (draws of one component) times its
+    weight under any one component (the balance heuristic of multiple importance sampling, Veach &
+    Guibas 1995; the t components are defensive importance sampling, Hesterberg 1995).  So a path
+    whose normal is too narrow in some direction (a funnel, a heavy-tailed prior) no longer makes the
+    weights heavy-tailed where another component covers the posterior.  Returns ``(z (N, d), log_ratios
+    (N,))`` with -inf for the draws of paths without a finite ELBO and for non-finite log p.
+    """
+    params, draws, lr_own = paths["params"], paths["draws"], paths["log_ratios"]
+    n_paths, m, d = draws.shape
+    dtype = draws.dtype
+    valid = jnp.isfinite(paths["best_elbo"])
+    logdet = jax.vmap(BFGSNormalFamily._logdet)(params)
+    # log p of the normal draws, recovered from their own ratios (-inf: a path without a finite ELBO)
+    lp = (lr_own + jax.vmap(BFGSNormalFamily.log_prob)(params, draws)).reshape(-1)
+    z = draws.reshape(-1, d)
+    if tail_draws:
+        k_u, k_w = jax.random.split(key)
+        u = jax.random.normal(k_u, (n_paths, tail_draws, d), dtype)
+        u = u * jnp.sqrt(tail_df / jax.random.chisquare(k_w, tail_df, (n_paths, tail_draws, 1), dtype))
+        zt = jax.vmap(lambda p, e: p["mu"] + jnp.sqrt(p["alpha"]) * BFGSNormalFamily._apply_c(p, e))(params, u)
+        lpt = jnp.where(valid[:, None], jax.vmap(jax.vmap(logp))(zt), -jnp.inf)
+        z, lp = jnp.concatenate([z, zt.reshape(-1, d)]), jnp.concatenate([lp, lpt.reshape(-1)])
+    # every component's log density at every draw: (L, N), one pass over the draws per path
+    lq = jax.lax.map(lambda p: BFGSNormalFamily.log_prob(p, z), params)
+    comps = [lq + jnp.log(m)]
+    if tail_draws:
+        comps.append(_log_student_t(lq, logdet[:, None], d, tail_df) + jnp.log(tail_draws))
+    lq = jnp.where(jnp.concatenate([valid] * len(comps))[:, None], jnp.concatenate(comps), -jnp.inf)
+    log_mix = jax.scipy.special.logsumexp(lq, axis=0) - jnp.log(jnp.sum(valid) * (m + tail_draws))
+    lr = lp - log_mix
+    return z, jnp.where(jnp.isfinite(lr), lr, -jnp.inf)
