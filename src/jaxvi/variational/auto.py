@@ -3,7 +3,8 @@
 The stages, cheapest first; each is judged by its PSIS k-hat and the post-fit checks
 (``jaxvi.diagnostics``), and the first one that passes ends the search:
 
-1. Pathfinder with its defaults (a few hundred gradient evaluations);
+1. Pathfinder as Stan runs it (``AUTO_PATHFINDER``: 4 paths x 1000 draws, each path's draws weighted by its
+   own normal; a few hundred gradient evaluations);
 2. a Gaussian fitted by ADVI with the library's default settings (``jv.fit(method="fullrank_advi")``,
    or ``"lowrank_advi"`` above ``AUTO_FULLRANK_MAX_DIM`` dimensions): its mode-search start and
    default recipe;
@@ -42,12 +43,16 @@ from jaxvi.results import diagnostics
 from jaxvi.vi.flows import is_flow_spec
 
 __all__ = ["AutoInference", "AutoStage", "AutoReport", "AutoWarning", "AUTO_ACCEPT_KHAT", "AUTO_FULLRANK_MAX_DIM",
-           "AUTO_PATHFINDER_MIN_ESS",
+           "AUTO_PATHFINDER", "AUTO_PATHFINDER_MIN_ESS",
            "AUTO_FLOW", "AUTO_FLOW_LARGE", "AUTO_FLOW_STEPS", "AUTO_FLOW_1D", "AUTO_KHAT_BANDS", "AUTO_STAGE_OPTIONS", "khat_band"]
 
 #: A stage passes (and ends the search) below this k-hat with no check fired: PSIS's "good" range,
 #: where importance weighting can fix what is left (Vehtari et al. 2024); see docs/auto.md.
 AUTO_ACCEPT_KHAT = 0.5
+#: The Pathfinder stage's options: Stan's multi-path Pathfinder, a cheap first look (about 4x fewer paths and
+#: draws than ``jv.fit(method="pathfinder")``'s defaults, which add Student-t draws and mixture weights);
+#: the later stages fit what it misses.  The defaults block of benchmarks/accuracy.md measured auto with it.
+AUTO_PATHFINDER = dict(num_paths=4, draws_per_path=1000, tail_draws=0, pooling="own")
 #: The Pathfinder stage passes only when its importance weights' ESS is at least this fraction of its
 #: pooled draws (Pathfinder's EssWarning fires below it too)
 AUTO_PATHFINDER_MIN_ESS = diagnostics.MIN_IMPORTANCE_REL_ESS
@@ -177,7 +182,7 @@ class AutoInference:
     ``n``: the steps of *each* optimisation stage (the Gaussian and the flow; by default each one's
     ``jv.fit`` default, ``jaxvi.starts.default_steps``: 10,000, more for a Gaussian with many parameters;
     at least ``jaxvi.diagnostics.KHAT_MIN_STEPS`` so that every stage is judged);
-    Pathfinder runs with its own defaults (``pathfinder=dict(...)`` overrides them).  ``max_seconds``: a wall-clock budget; a stage that would start after it
+    Pathfinder runs with ``AUTO_PATHFINDER`` (``pathfinder=dict(...)`` overrides them).  ``max_seconds``: a wall-clock budget; a stage that would start after it
     is spent is skipped (which stages run then depends on the machine).  ``flow=None`` never fits a
     flow; ``flow="planar*8"`` (any ``nfvi`` formula) picks another.  ``accept_khat`` is the k-hat a
     stage must beat to end the search.  ``start`` is passed to Pathfinder; the Gaussian starts where
@@ -284,7 +289,7 @@ class AutoInference:
         stage_kwargs = dict(kwargs, callbacks=callbacks, progressbar=progressbar)
         common = dict(model=self.model, random_seed=self.random_seed)
         d = self.cm.size
-        pf_kwargs = dict(self.pathfinder_options)
+        pf_kwargs = {**AUTO_PATHFINDER, **self.pathfinder_options}
         if self.start is not None:
             pf_kwargs.setdefault("start", self.start)
         gauss = self.gaussian_method()

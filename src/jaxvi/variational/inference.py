@@ -645,7 +645,8 @@ class Pathfinder(Inference):
     Student-t with ``tail_df`` (5) degrees of freedom and the same centre and scale, weighted against
     the mixture of all of them (``jaxvi.vi.pathfinder.pooled_draws``; ``tail_draws=0``,
     ``num_paths=4``, ``draws_per_path=1000`` is close to Stan's multi-path Pathfinder, which weights
-    each path's draws by its own normal).  ``importance=False``: the normals' draws resampled uniformly.
+    each path's draws by its own normal: ``pooling="own"`` with ``tail_draws=0`` does that too).
+    ``importance=False``: the normals' draws resampled uniformly.
     ``history_size`` (L-BFGS pairs behind each path's covariance): None picks ``default_history_size(d)``,
     50 up to 400 parameters, fewer above, at least the paper's 6.  After ``fit``: ``approx.hist`` is the -ELBO per L-BFGS iteration of the best path, and
     ``n_grad_evals`` (also on the approximation), ``n_logp_evals``, ``n_iters``, ``elbos``,
@@ -660,7 +661,7 @@ class Pathfinder(Inference):
                  history_size: int | None = None, num_elbo_draws: int = 25, init_jitter: float = 2.0,
                  importance: bool = True, rel_tol: float | None = None, grad_tol: float = 1e-8,
                  max_linesearch_steps: int = 30, start=None, tail_draws: int = PATHFINDER_DRAWS,
-                 tail_df: float = PATHFINDER_TAIL_DF):
+                 tail_df: float = PATHFINDER_TAIL_DF, pooling: str = "mixture"):
         for name, v in dict(num_paths=num_paths, num_draws=num_draws, draws_per_path=draws_per_path,
                             max_iters=max_iters, num_elbo_draws=num_elbo_draws,
                             **({} if history_size is None else {"history_size": history_size})).items():
@@ -673,6 +674,11 @@ class Pathfinder(Inference):
             raise ValueError(f"Pathfinder: tail_df must be a positive number, got {tail_df!r}")
         if not np.isfinite(init_jitter) or init_jitter < 0:
             raise ValueError(f"Pathfinder: init_jitter must be a non-negative number, got {init_jitter!r}")
+        if pooling not in ("mixture", "own"):
+            raise ValueError(f"Pathfinder: pooling must be 'mixture' or 'own', got {pooling!r}")
+        if pooling == "own" and tail_draws:
+            raise ValueError("Pathfinder: pooling='own' weights each path's normal draws by that normal alone, so it "
+                             f"takes no Student-t draws: pass tail_draws=0 (got {tail_draws!r})")
         self.model = modelcontext(model, what="Pathfinder")
         self.cm = self.model.compile()
         if self.cm.size == 0:
@@ -683,7 +689,7 @@ class Pathfinder(Inference):
         self.init_jitter, self.importance, self.start = float(init_jitter), bool(importance), start
         # uniform resampling (importance=False) pools the normals' draws only: the t draws exist for the weights
         self.tail_draws = int(tail_draws) if self.importance and self.num_paths > 1 else 0
-        self.tail_df = float(tail_df)
+        self.tail_df, self.pooling = float(tail_df), pooling
         if history_size is None:
             history_size = default_history_size(self.cm.size)
         self.options = dict(max_iters=int(max_iters), history_size=int(history_size),
@@ -698,7 +704,7 @@ class Pathfinder(Inference):
 
     def _runner(self, options):
         cm = self.cm
-        pool = self.num_paths > 1
+        pool = self.num_paths > 1 and self.pooling == "mixture"
         tails = dict(tail_draws=self.tail_draws, tail_df=self.tail_df)
 
         def build():
@@ -729,7 +735,8 @@ class Pathfinder(Inference):
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
                 raise ValueError(f"Pathfinder: n (maximum L-BFGS iterations) must be a positive integer, got {n!r}")
             options["max_iters"] = min(int(n), options["max_iters"])
-        self._key, k_start, k_run, k_resample, k_pool = jax.random.split(self._key, 5)
+        self._key, k_start, k_run, k_resample = jax.random.split(self._key, 4)
+        k_pool = jax.random.fold_in(k_resample, 1)
         x0s = self._starts(k_start)
         with jax.enable_x64(True):  # L-BFGS in float64 whatever the model's dtype (scoped, not JAX's global flag)
             out = self._runner(options)(jnp.asarray(x0s, jnp.float64), jax.random.split(k_run, self.num_paths),
@@ -752,13 +759,14 @@ class Pathfinder(Inference):
             warnings.simplefilter("ignore", RuntimeWarning)  # a path with no finite draw: NaN
             self.path_elbos = np.nanmean(fresh, axis=1)
         # one path: its normal's own ratios; several: the pooled draws' ratios against the mixture they came from
-        lr = out["log_ratios"].reshape(-1) if self.num_paths == 1 else out["pooled_log_ratios"]
+        lr = out["pooled_log_ratios"] if "pooled" in out else out["log_ratios"].reshape(-1)
         lw, khat = diagnostics.psis(lr)
         if self.num_paths == 1:
             params = jax.tree_util.tree_map(lambda a: jnp.asarray(a[0], self.cm.dtype), out["params"])
             approx = PathfinderApproximation(model=self.model, params=params, random_seed=self._random_seed)
         else:
-            draws = out["pooled"].astype(self.cm.dtype)
+            draws = out["pooled"] if "pooled" in out else out["draws"].reshape(-1, self.cm.size)
+            draws = draws.astype(self.cm.dtype)
             if not self.importance:
                 lw = np.where(np.isfinite(lr), 0.0, -np.inf)
             chosen = np.asarray(diagnostics.importance_resample(k_resample, draws, lw, self.num_draws))

@@ -268,9 +268,17 @@ def single_path(logp, x0, key, *, max_iters: int = 1000, history_size: int = 6, 
 
 
 # -- multi-path: the pooled draws and their importance ratios -------------------------------------------
-def _log_student_t(lq_normal, logdet, d, df):
-    """log density of the Student-t with the normal's centre and scale, from the normal's log density."""
-    maha = -2.0 * lq_normal - logdet - d * _LOG_2PI
+def _mahalanobis(params, z):
+    """(z - mu)^T Sigma^-1 (z - mu) for rows of ``z``, with one (n, d) x (d, r) product: C^-1 v has squared
+    norm |v|^2 - |Q^T v|^2 + |L^-1 Q^T v|^2, as Q has orthonormal columns."""
+    v = (z - params["mu"]) / jnp.sqrt(params["alpha"])
+    qv = v @ params["Q"]
+    w = jax.scipy.linalg.solve_triangular(params["L"], qv.T, lower=True).T
+    return jnp.sum(v**2, axis=-1) - jnp.sum(qv**2, axis=-1) + jnp.sum(w**2, axis=-1)
+
+
+def _log_student_t(maha, logdet, d, df):
+    """log density of the Student-t with ``df`` degrees of freedom and a normal's centre and scale."""
     return (jax.scipy.special.gammaln((df + d) / 2) - jax.scipy.special.gammaln(df / 2) - d / 2 * jnp.log(df * jnp.pi)
             - 0.5 * logdet - (df + d) / 2 * jnp.log1p(maha / df))
 
@@ -304,10 +312,10 @@ def pooled_draws(logp, paths, key, *, tail_draws: int = 0, tail_df: float = 5.0)
         lpt = jnp.where(valid[:, None], jax.vmap(jax.vmap(logp))(zt), -jnp.inf)
         z, lp = jnp.concatenate([z, zt.reshape(-1, d)]), jnp.concatenate([lp, lpt.reshape(-1)])
     # every component's log density at every draw: (L, N), one pass over the draws per path
-    lq = jax.lax.map(lambda p: BFGSNormalFamily.log_prob(p, z), params)
-    comps = [lq + jnp.log(m)]
+    maha = jax.lax.map(lambda p: _mahalanobis(p, z), params)
+    comps = [-0.5 * (maha + logdet[:, None] + d * _LOG_2PI) + jnp.log(m)]
     if tail_draws:
-        comps.append(_log_student_t(lq, logdet[:, None], d, tail_df) + jnp.log(tail_draws))
+        comps.append(_log_student_t(maha, logdet[:, None], d, tail_df) + jnp.log(tail_draws))
     lq = jnp.where(jnp.concatenate([valid] * len(comps))[:, None], jnp.concatenate(comps), -jnp.inf)
     log_mix = jax.scipy.special.logsumexp(lq, axis=0) - jnp.log(jnp.sum(valid) * (m + tail_draws))
     lr = lp - log_mix
