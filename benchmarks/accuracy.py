@@ -522,8 +522,9 @@ def write_report(db: dict, posteriors, methods):
               f"- nfvi: `flow=\"realnvp*4\"` from PyMC's default start, `jv.adam` 0.01 -> {LR_END} over {STEPS:,} steps, "
               "`obj_n_mc=1`, `stick_the_landing=True`.",
               "- svgd: 100 particles, 10,000 steps of `jv.adam` (0.05 -> 1e-3); gradient evaluations = steps x "
-              "particles.  pathfinder: its defaults (4 paths, at most 1000 L-BFGS iterations), gradient count "
-              "from `inference.n_grad_evals`.  All settings are in `METHOD_SETTINGS` and in the JSON.",
+              "particles.  pathfinder: its defaults, gradient count from `inference.n_grad_evals` (this block's "
+              "pathfinder rows ran with the defaults of their commit: 4 paths x 1000 draws weighted by each path's "
+              "own normal, at most 1000 L-BFGS iterations; the defaults block below has the present ones).  All settings are in `METHOD_SETTINGS` and in the JSON.",
               "- scores from 10,000 draws of the approximation, on the constrained scale, against the reference "
               "mean and sd of each parameter: **e** = |mean - ref mean| / ref sd, **r** = sd / ref sd.",
               "- **good**: max e <= 0.1 and every r in [0.9, 1.1]; **ok**: max e <= 0.25 and every r in "

@@ -290,6 +290,8 @@ class AutoInference:
         common = dict(model=self.model, random_seed=self.random_seed)
         d = self.cm.size
         pf_kwargs = {**AUTO_PATHFINDER, **self.pathfinder_options}
+        if self.pathfinder_options.get("tail_draws") and "pooling" not in self.pathfinder_options:
+            pf_kwargs["pooling"] = "mixture"  # Student-t draws asked for: they need the mixture weights
         if self.start is not None:
             pf_kwargs.setdefault("start", self.start)
         gauss = self.gaussian_method()

@@ -302,7 +302,7 @@ def pooled_draws(logp, paths, key, *, tail_draws: int = 0, tail_df: float = 5.0)
     valid = jnp.isfinite(paths["best_elbo"])
     logdet = jax.vmap(BFGSNormalFamily._logdet)(params)
     # log p of the normal draws, recovered from their own ratios (-inf: a path without a finite ELBO)
-    lp = (lr_own + jax.vmap(BFGSNormalFamily.log_prob)(params, draws)).reshape(-1)
+    lp = jnp.where(valid[:, None], lr_own + jax.vmap(BFGSNormalFamily.log_prob)(params, draws), -jnp.inf).reshape(-1)
     z = draws.reshape(-1, d)
     if tail_draws:
         k_u, k_w = jax.random.split(key)
