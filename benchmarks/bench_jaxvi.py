@@ -84,6 +84,11 @@ def fit(model, case: str, method: str, n: int):
     return approx, np.asarray(approx.hist, dtype=float)
 
 
+def start_grad_evals(fitted) -> int:
+    """Gradient evaluations of the default start (the mode search) before the fit's steps; 0 without one."""
+    return int((getattr(fitted, "start_info", None) or {}).get("n_grad_evals", 0))
+
+
 def draw(model, fitted, case: str, draws: int) -> dict:
     if case == "stream":  # sampling evaluates with the full data (10M rows); report q's centre instead
         m = fitted.mean_dict

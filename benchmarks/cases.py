@@ -65,6 +65,12 @@ NFVI_FLOW = {"mixture": "nsf*2", "mvnormal": "maf"}  # jaxvi's flow spec per cas
 NFVI_LR, NFVI_N_MC = 0.01, 256  # adam, cosine decay from 0.01 to 0.01 * 0.01 over the n steps
 
 
+def grads_per_step(method: str) -> int:
+    """Gradient evaluations of the log density per optimiser step, the same for every library: one Monte
+    Carlo draw per ADVI step (PyMC's obj_n_mc default), one per particle (SVGD), NFVI_N_MC (flows)."""
+    return {"svgd": SVGD_PARTICLES, "nfvi": NFVI_N_MC}.get(method, 1)
+
+
 def libs_for(case: str, method: str, default):
     return LIBS_FOR_METHOD.get(method) or LIBS_FOR.get(case, default)
 

@@ -286,10 +286,17 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         "(one-sample estimates, as in PyMC's progress bar).",
         "- **P(x<0.1)** (mixture: the left mode's mass) and **corr** (mvnormal: the correlation), where shown: "
         "computed from the 1000 posterior draws (`cases.stats`), next to the exact value.",
-        "- Same data (numpy seeds, `benchmarks/cases.py`), same start (PyMC's initial point; sigma log 2 for "
-        "mean-field, 1 for full-rank) and the same optimiser for all four: PyMC's default `adagrad_window` "
-        f"(lr 1e-3, eps 0.1, n_win 10; NumPyro and the limit use it through optax, `benchmarks/optim.py`; "
-        f"NumPyro optimiser here: `{vn.get('numpyro_optimizer', '?')}`). Seed 0 everywhere.",
+        "- Same data (numpy seeds, `benchmarks/cases.py`) and seed 0 everywhere. In the ADVI and full-rank cases jaxvi runs its "
+        "defaults, the call a user types (`jv.fit(n, method=...)`, `benchmarks/bench_jaxvi.py`): a mode search for the start "
+        "(multi-path Pathfinder, a Laplace step), then Adam scaled by the start's sds with a learning rate "
+        "decaying over the n steps and the last 20% of the iterates averaged (`jaxvi.vi.starts.default_recipe`). "
+        "PyMC runs its own defaults (its initial point, sigma log 2 for mean-field, 1 for full-rank, "
+        "`adagrad_window` with lr 1e-3, eps 0.1, n_win 10); NumPyro and the limit start where PyMC does "
+        "with the same `adagrad_window` through optax (`benchmarks/optim.py`; "
+        f"NumPyro optimiser here: `{vn.get('numpyro_optimizer', '?')}`).",
+        "- **gradient evaluations**: of the log density in the first fit: n x draws per step (1 for ADVI, "
+        "the particles for SVGD, the Monte Carlo draws for a flow), plus jaxvi's mode search before the steps "
+        "(its count in `approx.start_info['n_grad_evals']`, a Hessian counted as d evaluations).",
         "- Compilation caches: PyMC's rows run with PyTensor's on-disk C cache primed by untimed 10-step fits "
         "of every case (as for anyone who has run PyMC before). jaxvi turns on JAX's persistent compilation "
         "cache by default, so each jaxvi row runs twice in fresh processes sharing a new, empty cache folder: "
@@ -318,24 +325,26 @@ def write_markdown(path: str, meta: dict, results: list[dict]) -> None:
         exact = cases.EXACT_STATS.get(case, {}) if any(r.get("stats") for r in recs.values()) else {}
         stat_head = "".join(f" | {k} of the draws (exact {v:g})" for k, v in exact.items())
         lines.append("| library | cold time to result (s) | cold, empty cache (s) | compile/overhead (s) | warm fit (s) "
-                     f"| it/s | final avg loss | fit-call fixed cost (s){stat_head} |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(exact))
+                     f"| it/s | gradient evaluations | final avg loss | fit-call fixed cost (s){stat_head} |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(exact))
         shown = [lib for lib in meta["libs"] if lib in _libs_for(case, method) or cases.not_available(case, method, lib)]
         for lib in shown:
             label = LIBS[lib][2]
             r = recs.get(lib)
             dashes = " — |" * len(exact)
             if r is None:
-                lines.append(f"| {label} | not run | | | | | | |" + " |" * len(exact))
+                lines.append(f"| {label} | not run | | | | | | | |" + " |" * len(exact))
             elif "error" in r:
-                lines.append(f"| {label} | {'' if r.get('na') else 'error: '}{_cell(r['error'])} | — | — | — | — | — | — |{dashes}")
+                lines.append(f"| {label} | {'' if r.get('na') else 'error: '}{_cell(r['error'])} | — | — | — | — | — | — | — |{dashes}")
             else:
                 st = r.get("stats") or {}
                 stat_cells = "".join(f" {_f(st.get(k))} |" for k in exact)
                 loss = f"{r['final_loss']:.4g}" if r["final_loss"] == r["final_loss"] else "n/a"
                 empty = _f(r["cold_empty_cache_s"]) if r.get("cold_empty_cache_s") else "—"
+                grads = f"{r['grad_evals']:,}" if r.get("grad_evals") is not None else "—"
                 lines.append(f"| {label} | {_f(r['cold_s'])} | {empty} | {_f(r['overhead_s'])} | {_f(r['warm_s'])} "
-                             f"| {r['it_per_s']:,.{1 if r['it_per_s'] < 100 else 0}f} | {loss} | {_f(r['small_s'])} |{stat_cells}")
+                             f"| {r['it_per_s']:,.{1 if r['it_per_s'] < 100 else 0}f} | {grads} | {loss} "
+                             f"| {_f(r['small_s'])} |{stat_cells}")
         lines.append("")
         if METHOD_NOTES.get(method):
             lines.append(METHOD_NOTES[method].replace("FLOW", f'\"{cases.NFVI_FLOW.get(case, "?")}\"'))

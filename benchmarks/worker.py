@@ -11,6 +11,8 @@ it started this process in ``BENCH_T_SPAWN``; the process then:
    of these (the machine may be shared, so one repeat guards against a noisy neighbour);
 3. fits ``SMALL_N`` steps on the same model: the fixed cost of a fit call (what a second fit
    pays besides its iterations, e.g. a re-compilation);
+   Its gradient evaluations: ``n`` times ``cases.grads_per_step(method)``, plus the runner's
+   ``start_grad_evals(fitted)`` if it has one (what the fit spent before its steps);
 4. records its peak resident memory (``VmHWM``) and the bytes of the case's data, then runs the
    runner's ``extra(model, case, method, n)`` if it has one (e.g. a full-data iteration).
 
@@ -90,6 +92,10 @@ def main() -> None:
     t = time.perf_counter()
     fitted, losses = runner.fit(model, case, method, n)
     out["fit1_s"] = time.perf_counter() - t
+    # gradient evaluations of the first fit: its steps, plus whatever the runner's fit spent before them
+    # (jaxvi's default mode search: ``start_grad_evals``)
+    start = getattr(runner, "start_grad_evals", None)
+    out["grad_evals"] = n * cases.grads_per_step(method) + (int(start(fitted)) if start else 0)
 
     t = time.perf_counter()
     out["posterior_mean"] = runner.draw(model, fitted, case, cases.DRAWS)
