@@ -195,3 +195,48 @@ def test_sample_psis_corrects_a_narrow_q_when_khat_trusts_the_weights(gaussian_m
         assert abs(np.mean(draws) - mean) < 0.08 * sd and np.std(draws) == pytest.approx(sd, rel=0.08)
     else:
         np.testing.assert_array_equal(draws, own_draws)
+
+
+def test_log_ratio_bulk_sd_is_the_interquartile_range_scipy_computes():
+    from scipy import stats
+
+    lr = np.random.default_rng(3).standard_t(3, 2000) * 0.4 - 140.0
+    expected = stats.iqr(lr) / 1.349
+    lr_inf = np.concatenate([lr, [-np.inf, np.nan]])
+    assert diagnostics.log_ratio_bulk_sd(lr_inf) == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(diagnostics.log_ratio_bulk_sd(lr[:5]))
+
+
+def test_khat_from_the_tail_only_says_so_and_a_wide_bulk_keeps_the_full_warning(normal_sd_model):
+    """A normal likelihood with unknown sd: log sd's posterior has an exponential right tail and q a Gaussian
+    one, so p/q is unbounded there (k-hat often > 0.7) while q fits the bulk: the robust sd of log p - log q
+    matches the one scipy computes in float64 for q's parameters, and is far below KHAT_BULK_SD; mean-field
+    on a correlated normal has a wide bulk."""
+    from scipy import stats
+
+    m, y = normal_sd_model
+    with warnings.catch_warnings(record=True) as ws:
+        warnings.simplefilter("always")
+        approx = jv.fit(model=m, random_seed=0, progressbar=False)
+    bulk = approx.diagnostics["log_ratio_bulk_sd"]
+    mean, std = np.asarray(approx.mean, np.float64), np.asarray(approx.std, np.float64)
+    z = mean + std * np.random.default_rng(1).standard_normal((20_000, 2))
+    mu, lsd = z[:, 0], z[:, 1]
+    lp = (stats.norm.logpdf(mu, 0, 10) + stats.halfnorm.logpdf(np.exp(lsd), scale=5) + lsd
+          + stats.norm.logpdf(y[None, :], mu[:, None], np.exp(lsd)[:, None]).sum(1))
+    ref = stats.iqr(lp - stats.norm.logpdf(z, mean, std).sum(1)) / 1.349
+    assert bulk == pytest.approx(ref, rel=0.15)
+    assert bulk < diagnostics.KHAT_BULK_SD
+    for w in ws:
+        if issubclass(w.category, diagnostics.KhatWarning):
+            assert "only from a few far draws" in str(w.message)
+    assert "only from a few far draws" in diagnostics.khat_message(1.2, "mean_field", bulk)
+    assert "badly off" in diagnostics.khat_message(1.2, "mean_field", 0.5)
+    assert "badly off" in diagnostics.khat_message(1.2, "mean_field")
+
+    with jv.Model() as corr:
+        jv.MvNormal("x", mu=np.zeros(2), cov=np.array([[1.0, 0.9], [0.9, 1.0]]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        narrow = jv.fit(model=corr, random_seed=0, progressbar=False)
+    assert narrow.diagnostics["log_ratio_bulk_sd"] > 2 * diagnostics.KHAT_BULK_SD

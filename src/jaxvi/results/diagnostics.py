@@ -35,12 +35,20 @@ __all__ = ["KHAT_DRAWS", "KHAT_THRESHOLD", "FitWarning", "KhatWarning", "NotConv
            "CHECK_MIN_STEPS", "NonFiniteStepsWarning", "REJECTED_WARN_FRACTION", "ConvergenceCheck", "MomentCheck", "convergence_check", "moment_check",
            "convergence_message", "moments_message", "record_checks", "has_density", "log_importance_ratios", "psis",
            "elbo", "iw_elbo", "importance_resample", "psis_trusted", "approx_log_ratios", "psis_resample", "record_khat",
-           "khat_message", "data_values", "draws_per_chunk", "khat_draws_for"]
+           "khat_message", "log_ratio_bulk_sd", "KHAT_BULK_SD", "data_values", "draws_per_chunk", "khat_draws_for"]
 
 #: Draws used for the k-hat computed after every fit (0 disables it).
 KHAT_DRAWS = 4000
 #: Above this k-hat the approximation is flagged as unreliable.
 KHAT_THRESHOLD = 0.7
+#: A k-hat above the threshold whose log ratios have a bulk narrower than this (robust sd in nats, from their
+#: interquartile range) is reported as a tail-only mismatch (``khat_message``): q matches p where most of its
+#: mass is, and the heavy tail of p/q comes from a few far draws, as when a scale parameter's posterior tail
+#: is exponential and q's Gaussian.  Measured on the accuracy suite's default fits (seed 0, 31 posteriors):
+#: the 3 full-rank fits with k-hat > 0.7 and a bulk below 0.15 met the target (robust sds 0.03-0.12); the
+#: full-rank misses with k-hat > 0.7 had 0.25 (an ODE model's local mode) to 4000, the mean-field ones 0.53
+#: and up.  Still a KhatWarning: only its text changes.
+KHAT_BULK_SD = 0.15
 #: The log-densities of the draws are evaluated in chunks of draws holding at most about this
 #: many data values (draws x data values), so memory stays bounded whatever the data size.
 KHAT_CHUNK_VALUES = 2**24
@@ -356,9 +364,30 @@ def default_resample_skip(approx, draws: int) -> str:
     return ""
 
 
-def khat_message(khat: float, what: str) -> str:
-    return (f"Pareto k-hat = {khat:.2f} > {KHAT_THRESHOLD} for the {what} approximation: the importance "
-            "ratios p(z, data)/q(z) of its draws are heavy-tailed, so q misses part of the posterior and "
+def log_ratio_bulk_sd(log_ratios) -> float:
+    """A robust sd of the finite log ratios (interquartile range / 1.349, nats): how far q is from p where
+    most of q's draws fall, untouched by the few far draws that set k-hat.  NaN with fewer than 20."""
+    lr = np.asarray(log_ratios, np.float64)
+    lr = lr[np.isfinite(lr)]
+    if lr.size < 20:
+        return float("nan")
+    q25, q75 = np.percentile(lr, [25, 75])
+    return float((q75 - q25) / 1.349)
+
+
+def khat_message(khat: float, what: str, bulk_sd: float | None = None) -> str:
+    """The KhatWarning text; ``bulk_sd`` (``log_ratio_bulk_sd``) below ``KHAT_BULK_SD`` says the mismatch is
+    in the tails only."""
+    head = (f"Pareto k-hat = {khat:.2f} > {KHAT_THRESHOLD} for the {what} approximation: the importance "
+            "ratios p(z, data)/q(z) of its draws are heavy-tailed")
+    if bulk_sd is not None and np.isfinite(bulk_sd) and bulk_sd < KHAT_BULK_SD:
+        return (head + f", but only from a few far draws: the bulk of the log ratios is narrow (robust sd "
+                f"{bulk_sd:.2f} nats < {KHAT_BULK_SD}), so q matches the posterior closely where most of its mass "
+                "is, and the posterior has a heavier tail than q somewhere (e.g. a scale parameter). Means and "
+                "sds are then usually close; tail quantiles, rare-event probabilities and importance-weighted "
+                "estimates are not to be trusted. To be sure, compare with NUTS (jv.sample(init=approx)). "
+                "See approx.diagnostics['log_ratio_bulk_sd'].")
+    return (head + ", so q misses part of the posterior and "
             "its means, variances and predictions may be badly off. Try a richer family "
             "(method='fullrank_advi', 'lowrank_advi', a normalizing flow 'nfvi'), importance resampling "
             "(approx.sample(..., importance_resample=True), reliable only for k-hat < 0.7), "
@@ -546,13 +575,15 @@ def record_khat(approx, draws: int = KHAT_DRAWS, warn: bool = True, min_steps: i
     key = jax.random.key(len(approx.hist))  # deterministic, and leaves approx's own sample stream alone
     z, lr = approx_log_ratios(approx, draws, key)
     lw, khat = psis(lr)
+    bulk = log_ratio_bulk_sd(lr)
     approx.khat, approx.khat_draws = khat, int(draws)
     approx.importance_resample_default = psis_trusted(khat, lw)
     if warn and khat > KHAT_THRESHOLD:
-        warnings.warn(khat_message(khat, getattr(approx.family, "name", type(approx).__name__)), KhatWarning,
+        warnings.warn(khat_message(khat, getattr(approx.family, "name", type(approx).__name__), bulk), KhatWarning,
                       stacklevel=_user_stacklevel())
     if checks:  # what k-hat misses: a loss still falling, reweighted moments off (``record_checks``)
         record_checks(approx, z, lw, khat, warn, min_steps=min_steps, **check_options)
+    approx.diagnostics = {**(getattr(approx, "diagnostics", None) or {}), "log_ratio_bulk_sd": bulk}
     return khat
 
 
