@@ -130,3 +130,23 @@ def test_khat_is_skipped_for_minibatch_fits():
         jv.Normal("y", mu, 1.0, observed=jv.Minibatch(y, batch_size=100), total_size=len(y))
     approx = jv.fit(200, model=m, random_seed=0, progressbar=False)
     assert approx.khat is None and "minibatch" in approx.khat_skipped
+
+
+def test_gpd_fit_on_nearly_equal_exceedances_matches_arviz_without_an_overflow_warning():
+    """Exceedances equal to 1e-9 (a q that is almost exact in the tail): most candidate b's profile
+    log-likelihoods are far below the best, their exp overflowed (a RuntimeWarning users saw on the demo's
+    mixture); they get weight 0, as in ArviZ's fit."""
+    import warnings
+
+    from arviz.stats.stats import _gpdfit
+
+    from jaxvi.results.diagnostics import _gpd_fit
+
+    x = np.sort(1 + 1e-9 * np.random.default_rng(0).uniform(size=200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        k, sigma = _gpd_fit(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        k_ref, sigma_ref = _gpdfit(x)
+    assert k == pytest.approx(float(k_ref), rel=1e-9) and sigma == pytest.approx(float(sigma_ref), rel=1e-9)

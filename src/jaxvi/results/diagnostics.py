@@ -217,7 +217,8 @@ def _gpd_fit(x: np.ndarray) -> tuple[float, float]:
     b = b / (3.0 * x[int(n / 4 + 0.5) - 1]) + 1.0 / x[-1]
     k = np.log1p(-b[:, None] * x).mean(axis=1)
     profile = n * (np.log(-b / k) - k - 1.0)  # profile log-likelihood of each candidate b
-    w = 1.0 / np.exp(profile - profile[:, None]).sum(axis=1)
+    with np.errstate(over="ignore"):  # a candidate far below the best: exp overflows to inf, its weight to 0
+        w = 1.0 / np.exp(profile - profile[:, None]).sum(axis=1)
     keep = w >= 10 * np.finfo(float).eps
     w, b = w[keep], b[keep]
     b_post = np.sum(b * w) / w.sum()
