@@ -7,12 +7,12 @@ it started this process in ``BENCH_T_SPAWN``; the process then:
 
 1. imports the library, builds the model, fits ``n`` steps, takes 1000 draws -- the cold
    time to result is measured from the spawn (interpreter start and imports included);
+   the first fit's gradient evaluations are ``n`` times ``cases.grads_per_step(method)``, plus the
+   runner's ``start_grad_evals(fitted)`` if it has one (what the fit spent before its steps);
 2. fits ``n`` steps again on the same model, ``WARM_REPEATS`` times: the warm fit is the best
    of these (the machine may be shared, so one repeat guards against a noisy neighbour);
 3. fits ``SMALL_N`` steps on the same model: the fixed cost of a fit call (what a second fit
    pays besides its iterations, e.g. a re-compilation);
-   Its gradient evaluations: ``n`` times ``cases.grads_per_step(method)``, plus the runner's
-   ``start_grad_evals(fitted)`` if it has one (what the fit spent before its steps);
 4. records its peak resident memory (``VmHWM``) and the bytes of the case's data, then runs the
    runner's ``extra(model, case, method, n)`` if it has one (e.g. a full-data iteration).
 
